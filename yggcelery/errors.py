@@ -1,0 +1,131 @@
+"""The one error tree of yggcelery.
+
+Every error the package raises on purpose is a ``YggError``. Each is also either
+``TransientError`` (worth retrying: the bead goes back to the queue) or ``PermanentError``
+(retrying cannot help: the bead is marked ``blocked`` with the message as the reason), so a
+caller decides what to do with ``isinstance`` and never by parsing messages::
+
+    YggError
+    ├── TransientError                     retry with backoff
+    └── PermanentError                     block the bead
+    YggError
+    ├── ConfigError (permanent)            bad ygg.toml, env, route or broker URL
+    ├── BeadsError
+    │   ├── BeadsFormatError (permanent)   a malformed line in a Beads file
+    │   ├── IssueNotFound (permanent)
+    │   ├── ClaimConflict (permanent)      another assignee holds the issue
+    │   └── BdCommandError                 the bd CLI failed (transient or permanent by bd's code)
+    ├── HostError                          a model host answered badly or not at all
+    │   ├── HostUnavailable (transient)    connection refused, DNS, timeout
+    │   ├── HostBusy (transient)           429 or 503 (Ollama's "server busy")
+    │   ├── HostRejected (permanent)       any other 4xx: bad request, unknown model
+    │   └── CircuitOpen (transient)        the host failed K times in a row; not tried now
+    ├── CloudBudgetExceeded (transient)    the cloud fallback's daily budget is spent
+    └── WorkerLost (transient)             the worker died while running the task
+
+Messages name the thing and the place, for example
+``beads file .beads/issues.jsonl line 17: invalid JSON (Expecting ',' ...)`` or
+``host skadi-code (http://skadi:11434): HTTP 503 server busy``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class YggError(Exception):
+    """Root of every error yggcelery raises on purpose."""
+
+
+class TransientError(YggError):
+    """Raised when the failure may go away by itself: retry later."""
+
+
+class PermanentError(YggError):
+    """Raised when retrying cannot help: the bead should be blocked with this reason."""
+
+
+class ConfigError(PermanentError):
+    """Raised when settings, a route, or a broker URL are invalid (at start-up)."""
+
+
+class BeadsError(YggError):
+    """Raised when reading or writing Beads data fails."""
+
+
+class BeadsFormatError(BeadsError, PermanentError):
+    """Raised when a line of a Beads JSONL file cannot be used; names the file and line."""
+
+    def __init__(self, path: Path | str, line_no: int, problem: str) -> None:
+        self.path = Path(path)
+        self.line_no = line_no
+        self.problem = problem
+        super().__init__(f"beads file {path} line {line_no}: {problem}")
+
+
+class IssueNotFound(BeadsError, PermanentError):
+    """Raised when an issue id is not in the store."""
+
+    def __init__(self, issue_id: str, where: str) -> None:
+        self.issue_id = issue_id
+        super().__init__(f"issue {issue_id} not found in {where}")
+
+
+class ClaimConflict(BeadsError, PermanentError):
+    """Raised when claiming an issue that another assignee already holds."""
+
+    def __init__(self, issue_id: str, holder: str) -> None:
+        self.issue_id = issue_id
+        self.holder = holder
+        super().__init__(f"issue {issue_id} is already claimed by {holder!r}")
+
+
+class BdCommandError(BeadsError):
+    """Raised when the ``bd`` CLI exits non-zero; carries bd's error code when it gave one."""
+
+    def __init__(self, command: str, message: str, *, code: str | None = None) -> None:
+        self.command = command
+        self.code = code
+        detail = f" [{code}]" if code else ""
+        super().__init__(f"bd {command} failed{detail}: {message}")
+
+
+class TransientBdError(BdCommandError, TransientError):
+    """Raised when bd failed for a reason that may pass (database locked, timeout)."""
+
+
+class PermanentBdError(BdCommandError, PermanentError):
+    """Raised when bd rejected the request itself (bad id, invalid field)."""
+
+
+class HostError(YggError):
+    """Raised when a model host fails; names the host and, when there was one, the status."""
+
+    def __init__(self, host: str, message: str, *, status: int | None = None) -> None:
+        self.host = host
+        self.status = status
+        super().__init__(f"host {host}: {message}")
+
+
+class HostUnavailable(HostError, TransientError):
+    """Raised when a host cannot be reached: connection refused, DNS failure, or timeout."""
+
+
+class HostBusy(HostError, TransientError):
+    """Raised when a host answers 429 or 503: it is full, try again later."""
+
+
+class HostRejected(HostError, PermanentError):
+    """Raised when a host refuses the request itself (4xx other than 429): bad input, no model."""
+
+
+class CircuitOpen(HostError, TransientError):
+    """Raised when a host's circuit breaker is open after repeated failures."""
+
+
+class CloudBudgetExceeded(TransientError):
+    """Raised when the cloud fallback would exceed its daily budget; the task stays queued."""
+
+
+class WorkerLost(TransientError):
+    """Raised when the worker process running a task died (killed, out of memory)."""

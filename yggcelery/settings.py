@@ -1,0 +1,395 @@
+"""One validated settings object, from ``YGG_*`` environment variables and an optional ``ygg.toml``.
+
+Precedence, highest first: keyword overrides (tests, the CLI), ``YGG_*`` environment variables
+(nested keys joined with ``__``, e.g. ``YGG_DISPATCH__POLL_S=1``), then the TOML file named by
+``YGG_CONFIG`` or ``./ygg.toml``. The defaults describe the seed fleet (surtr, fenrir, skadi) on
+loopback ports, which is what ``ygg sim`` and ``make demo`` serve, so nothing is needed to try it.
+
+Settings are built once, by :func:`load_settings`, and passed in; nothing reads the environment
+at import time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from yggcelery.errors import ConfigError
+
+Dialect = Literal["ollama", "openai"]
+SortOrder = Literal["priority", "hybrid", "oldest"]
+
+#: The task kinds of the seed fleet; a host may serve any set of kinds, including new ones.
+KINDS = ("reasoning", "text", "code")
+
+
+class _Strict(BaseModel):
+    """A settings section: unknown keys are errors, so typos are caught at start-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostSettings(_Strict):
+    """One GPU host and the model server on it. Its name is also its Celery queue."""
+
+    base_url: str
+    dialect: Dialect = "ollama"
+    model: str
+    slots: int = Field(ge=1, le=64, description="requests the GPU decodes at once (VRAM-bound)")
+    kinds: tuple[str, ...] = Field(min_length=1)
+    vram_gib: float | None = None
+    #: Name of an environment variable holding a bearer token for this server, if it needs one.
+    api_key_env: str | None = None
+    #: Largest prompt, in characters, sent to this model; longer issue text is truncated with a note.
+    max_prompt_chars: int = Field(default=24_000, ge=256)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.base_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _seed_hosts() -> dict[str, HostSettings]:
+    return {
+        "surtr-reasoning": HostSettings(
+            base_url="http://127.0.0.1:11435",
+            model="deepseek-r1:14b",
+            slots=2,
+            kinds=("reasoning",),
+            vram_gib=24,
+        ),
+        "fenrir-chat": HostSettings(
+            base_url="http://127.0.0.1:11436",
+            model="llama3.1:8b",
+            slots=3,
+            kinds=("text",),
+            vram_gib=24,
+        ),
+        "skadi-code": HostSettings(
+            base_url="http://127.0.0.1:11437",
+            model="qwen2.5-coder:7b",
+            slots=2,
+            kinds=("code",),
+            vram_gib=16,
+        ),
+    }
+
+
+class RoutingSettings(_Strict):
+    """How a bead becomes a task kind: a ``kind:X`` label, then its issue type, then the default."""
+
+    label_prefix: str = "kind:"
+    issue_types: dict[str, str] = Field(
+        default_factory=lambda: {
+            "bug": "code",
+            "feature": "code",
+            "chore": "code",
+            "task": "text",
+            "story": "text",
+            "epic": "reasoning",
+            "spike": "reasoning",
+            "decision": "reasoning",
+        }
+    )
+    default_kind: str = "text"
+
+
+class BeadsSettings(_Strict):
+    """Where the Beads data lives and who we are in it."""
+
+    #: The workspace's ``.beads`` folder; the JSONL store uses ``<dir>/issues.jsonl``.
+    dir: Path = Path(".beads")
+    #: ``auto`` uses bd when a bd workspace and the binary are found, else the JSONL file.
+    store: Literal["auto", "jsonl", "bd"] = "auto"
+    bd_binary: str = "bd"
+    actor: str = "ygg"
+    sort: SortOrder = "priority"
+
+    @property
+    def jsonl_path(self) -> Path:
+        return self.dir / "issues.jsonl"
+
+
+class TimeoutSettings(_Strict):
+    """Every wait in the system, in seconds."""
+
+    connect_s: float = Field(default=5.0, gt=0)
+    #: Longest wait for one model answer (read timeout on the HTTP call).
+    read_s: float = Field(default=600.0, gt=0)
+    #: Celery soft and hard time limits of one ``run_bead``.
+    task_soft_s: float = Field(default=900.0, gt=0)
+    task_hard_s: float = Field(default=960.0, gt=0)
+    #: Redis visibility timeout: a task unacknowledged this long is delivered again.
+    visibility_s: float = Field(default=1200.0, gt=0)
+    #: A claimed issue with no message, no running task and no result this long is lost.
+    lost_after_s: float = Field(default=1500.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeoutSettings:
+        if self.task_soft_s > self.task_hard_s:
+            raise ValueError("task_soft_s must not exceed task_hard_s")
+        if self.visibility_s <= self.task_hard_s:
+            raise ValueError(
+                f"visibility_s ({self.visibility_s}) must exceed task_hard_s ({self.task_hard_s}),"
+                " or a running task is delivered a second time"
+            )
+        return self
+
+
+class RetrySettings(_Strict):
+    """Retries of one task on transient errors, and the cap on redeliveries of crashing tasks."""
+
+    max_retries: int = Field(default=4, ge=0)
+    backoff_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    #: Deliveries of one task (worker deaths included) before the bead is blocked.
+    max_deliveries: int = Field(default=3, ge=1)
+    #: Dispatch attempts of one bead (lost and requeued) before it is blocked.
+    max_attempts: int = Field(default=3, ge=1)
+    #: Circuit breaker: consecutive failures that open it, and seconds before it probes again.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
+
+
+class DispatchSettings(_Strict):
+    """The dispatcher loop."""
+
+    poll_s: float = Field(default=2.0, gt=0)
+    #: Tasks kept in the broker per host, as a multiple of its slots (the rest waits in Beads).
+    inflight_per_slot: float = Field(default=2.0, ge=1.0)
+    status_every_s: float = Field(default=30.0, gt=0)
+    reconcile_every_s: float = Field(default=10.0, gt=0)
+
+
+class CloudSettings(_Strict):
+    """An optional OpenAI-compatible endpoint that takes work when a host is down."""
+
+    url: str | None = None
+    model: str = "gpt-4o-mini"
+    #: The *name* of the environment variable that holds the API key; the key itself never
+    #: enters settings, logs, results or Beads.
+    api_key_env: str = "YGG_CLOUD_API_KEY"
+    price_per_1k_tokens_usd: float = Field(default=0.002, ge=0)
+    daily_budget_usd: float = Field(default=5.0, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+
+class FlowerSettings(_Strict):
+    """The Flower web UI."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=1, le=65535)
+    user: str = "ygg"
+    #: Empty means: generate one at start-up and print it once.
+    password: SecretStr | None = None
+
+
+# The TOML document for the Settings being built: pydantic-settings sources are classes, so the
+# parsed file reaches ours through a context variable rather than a global.
+_toml_data: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "_toml_data", default={}
+)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The parsed ``ygg.toml``, below the environment in precedence."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+class SimSettings(_Strict):
+    """The model-host simulator (``ygg sim``): how long simulated work takes on a simulated GPU."""
+
+    #: Real seconds per simulated second: 0.005 runs a "10 s" task in 50 ms.
+    time_scale: float = Field(default=1.0, gt=0)
+    #: Requests waiting for a slot beyond which a host answers 503 (Ollama's "server busy").
+    max_queue: int = Field(default=64, ge=0)
+    #: Simulated seconds of fixed cost (prompt processing) per task kind, before decoding.
+    base_s: dict[str, float] = Field(
+        default_factory=lambda: {"reasoning": 6.0, "text": 2.0, "code": 4.0}
+    )
+    default_base_s: float = Field(default=2.0, ge=0)
+    #: Simulated seconds per output token while decoding.
+    per_token_s: float = Field(default=0.02, ge=0)
+    default_output_tokens: int = Field(default=200, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything yggcelery needs to run, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="YGG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    hosts: dict[str, HostSettings] = Field(default_factory=_seed_hosts)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    #: Queue for beat's reconcile job; a worker must consume it (``ygg worker`` adds it).
+    control_queue: str = "ygg-control"
+    beads: BeadsSettings = Field(default_factory=BeadsSettings)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "unix"):
+            raise ValueError(f"unsupported URL scheme {scheme!r} in {value!r}")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: dict[str, HostSettings]) -> dict[str, HostSettings]:
+        if not hosts:
+            raise ValueError("at least one host is required")
+        return hosts
+
+    @property
+    def broker_kind(self) -> Literal["redis", "amqp", "memory"]:
+        scheme = urlsplit(self.broker_url).scheme
+        if scheme.startswith("redis") or scheme == "unix":
+            return "redis"
+        return "memory" if scheme == "memory" else "amqp"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def host(self, name: str) -> HostSettings:
+        """The host called ``name``, or a :class:`ConfigError` listing the known ones."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(sorted(self.hosts))
+            raise ConfigError(f"unknown host {name!r} (configured: {known})") from None
+
+    def hosts_for(self, kind: str) -> list[str]:
+        """Hosts that serve ``kind``, in configuration order."""
+        return [name for name, host in self.hosts.items() if kind in host.kinds]
+
+    def __repr__(self) -> str:
+        hosts = ",".join(f"{n}:{h.slots}" for n, h in self.hosts.items())
+        return f"<Settings hosts={hosts} broker={_redact(self.broker_url)}>"
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+redact_url = _redact
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The settings file to read: ``explicit``, else ``$YGG_CONFIG``, else ``./ygg.toml`` if present.
+
+    A path named explicitly or by ``YGG_CONFIG`` must exist; ``./ygg.toml`` is optional.
+    """
+    named = explicit or os.environ.get("YGG_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist")
+        return path
+    default = Path("ygg.toml")
+    return default if default.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``, or one :class:`ConfigError` naming the file and position."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"settings file {path}: cannot read: {exc.strerror}") from None
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: ``overrides`` > ``YGG_*`` env > the TOML file > defaults.
+
+    Any invalid value raises one :class:`ConfigError` whose message names the key, what is wrong
+    with it, and where it came from (the file, or the environment).
+    """
+    path = config_path(config)
+    data = read_toml(path) if path else {}
+    token = _toml_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, data)) from None
+    finally:
+        _toml_data.reset(token)
+
+
+def _explain(exc: ValidationError, path: Path | None, data: Mapping[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        origin = f"settings file {path}" if path and _has_key(data, error["loc"]) else "settings"
+        problems.append(f"{origin}: {key}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _has_key(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return node is not data
+    return True
