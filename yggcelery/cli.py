@@ -1,10 +1,10 @@
 """The ``ygg`` command. Each area keeps its commands in its own module; this file only wires them.
 
-    ygg loop [--legacy|--async]   run a dispatcher (Celery by default)
-    ygg worker HOST               the Celery worker for one host (its queue, its slots)
-    ygg beat | flower | status | reconcile --once
-    ygg beads ready|show|close|block|reopen
-    ygg sim | demo | bench
+ygg loop [--legacy|--async]   run a dispatcher (Celery by default)
+ygg worker HOST               the Celery worker for one host (its queue, its slots)
+ygg beat | flower | status | reconcile --once
+ygg beads ready|show|close|block|reopen
+ygg sim | demo | bench
 """
 
 from __future__ import annotations
@@ -55,8 +55,12 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 
 def _register() -> None:
     # Each area's commands, in the order `ygg --help` lists them.
+    from yggcelery import commands
     from yggcelery.beads.cli import beads
 
+    for command in (commands.loop, commands.worker, commands.beat, commands.status,
+                    commands.reconcile):  # fmt: skip
+        cli.add_command(command)
     cli.add_command(beads)
 
 

@@ -21,7 +21,8 @@ caller decides what to do with ``isinstance`` and never by parsing messages::
     │   ├── HostRejected (permanent)       any other 4xx: bad request, unknown model
     │   └── CircuitOpen (transient)        the host failed K times in a row; not tried now
     ├── CloudBudgetExceeded (transient)    the cloud fallback's daily budget is spent
-    └── WorkerLost (transient)             the worker died while running the task
+    ├── WorkerLost (transient)             the worker died while running the task
+    └── TaskCrashed (permanent)            delivered max_deliveries times, the worker died each time
 
 Messages name the thing and the place, for example
 ``beads file .beads/issues.jsonl line 17: invalid JSON (Expecting ',' ...)`` or
@@ -129,3 +130,7 @@ class CloudBudgetExceeded(TransientError):
 
 class WorkerLost(TransientError):
     """Raised when the worker process running a task died (killed, out of memory)."""
+
+
+class TaskCrashed(PermanentError):
+    """Raised when a task was delivered ``max_deliveries`` times and its worker died each time."""

@@ -12,10 +12,12 @@ at import time.
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -56,7 +58,7 @@ class HostSettings(_Strict):
     vram_gib: float | None = None
     #: Name of an environment variable holding a bearer token for this server, if it needs one.
     api_key_env: str | None = None
-    #: Largest prompt, in characters, sent to this model; longer issue text is truncated with a note.
+    #: Largest prompt in characters sent to this model; longer issue text is cut, with a note.
     max_prompt_chars: int = Field(default=24_000, ge=256)
 
     @field_validator("base_url")
@@ -195,6 +197,7 @@ class CloudSettings(_Strict):
     api_key_env: str = "YGG_CLOUD_API_KEY"
     price_per_1k_tokens_usd: float = Field(default=0.002, ge=0)
     daily_budget_usd: float = Field(default=5.0, ge=0)
+    max_prompt_chars: int = Field(default=48_000, ge=256)
 
     @property
     def enabled(self) -> bool:
@@ -214,7 +217,7 @@ class FlowerSettings(_Strict):
 # The TOML document for the Settings being built: pydantic-settings sources are classes, so the
 # parsed file reaches ours through a context variable rather than a global.
 _toml_data: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "_toml_data", default={}
+    "_toml_data", default=MappingProxyType({})
 )
 
 
@@ -331,8 +334,9 @@ def _redact(url: str) -> str:
 
 redact_url = _redact
 
+
 def config_path(explicit: str | Path | None = None) -> Path | None:
-    """The settings file to read: ``explicit``, else ``$YGG_CONFIG``, else ``./ygg.toml`` if present.
+    """The settings file: ``explicit``, else ``$YGG_CONFIG``, else ``./ygg.toml`` if present.
 
     A path named explicitly or by ``YGG_CONFIG`` must exist; ``./ygg.toml`` is optional.
     """
@@ -384,12 +388,5 @@ def _explain(exc: ValidationError, path: Path | None, data: Mapping[str, Any]) -
 
 
 def _has_key(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
-    node: Any = data
-    for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return node is not data
-    return True
+    """Whether the value at ``loc`` (or its section) was written in the file."""
+    return bool(loc) and isinstance(data, Mapping) and loc[0] in data

@@ -1,0 +1,5 @@
+"""``python -m yggcelery`` is ``ygg``."""
+
+from yggcelery.cli import main
+
+main()

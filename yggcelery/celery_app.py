@@ -1,0 +1,131 @@
+"""The one Celery app of yggcelery, and the Celery configuration derived from ygg settings.
+
+:func:`celery_config` is a pure function of :class:`~yggcelery.settings.Settings`: tests check it
+without a broker, and the top-level ``celeryconfig.py`` uses it too, so ``ygg worker`` and a plain
+``celery -A yggcelery worker`` run with the same configuration. What it sets, and why:
+
+- one queue per host, named after the host (``surtr-reasoning``, ``fenrir-chat``, ``skadi-code``),
+  plus ``ygg-control`` for beat's reconcile job and ``ygg-cloud`` when a cloud fallback is set;
+- one broker priority level per Beads priority: on Redis, ``priority_steps`` 0..4 (one list per
+  level, level 0 consumed first; kombu's default steps put p0..p2 in one list); on RabbitMQ,
+  ``x-max-priority`` queues, the priority inverted by :func:`~yggcelery.routing.broker_priority`;
+- ``task_default_priority`` = the Beads default (p2): an unprioritised task is not the most urgent;
+- prefetch 1 and late acks, so a p0 that arrives behind queued p3 work starts at the next free slot;
+- the Redis visibility timeout above the hard time limit (no second delivery of a running task), and
+  a fast restore sweep, so work of a killed worker comes back after the visibility timeout and not
+  after kombu's default 100 s sweep;
+- ``task_reject_on_worker_lost``: a task whose process died is delivered again; ``run_bead`` caps
+  those deliveries so a task that kills its worker every time ends ``blocked``;
+- JSON only: a pickled message is refused.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from yggcelery.routing import PRIORITIES, broker_priority
+from yggcelery.settings import Settings, load_settings
+
+#: Queue of the cloud fallback's worker (``ygg worker cloud``).
+CLOUD_QUEUE = "ygg-cloud"
+#: The Beads priority an unprioritised task is treated as (Beads' own default).
+UNPRIORITISED = 2
+
+
+def queue_names(settings: Settings) -> list[str]:
+    """Every queue the cluster uses: one per host, the control queue, the cloud queue if any."""
+    names = [*settings.hosts, settings.control_queue]
+    if settings.cloud.enabled:
+        names.append(CLOUD_QUEUE)
+    return names
+
+
+def _queues(settings: Settings) -> list[Queue]:
+    arguments = {"x-max-priority": PRIORITIES[-1]} if settings.broker_kind == "amqp" else None
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+        for name in queue_names(settings)
+    ]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the cluster described by ``settings``."""
+    timeouts = settings.timeouts
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_queues": _queues(settings),
+        "task_default_queue": settings.control_queue,
+        "task_default_priority": broker_priority(UNPRIORITISED, settings.broker_kind),
+        "task_routes": {"yggcelery.reconcile": {"queue": settings.control_queue}},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_soft_time_limit": timeouts.task_soft_s,
+        "task_time_limit": timeouts.task_hard_s,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_extended": True,
+        "result_expires": 7 * 24 * 3600,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "reconcile": {
+                "task": "yggcelery.reconcile",
+                "schedule": settings.dispatch.reconcile_every_s,
+                "options": {
+                    "queue": settings.control_queue,
+                    # A reconcile that waited a whole period is stale: the next one replaces it.
+                    "expires": settings.dispatch.reconcile_every_s,
+                },
+            }
+        },
+    }
+    if settings.broker_kind == "redis":
+        config["broker_transport_options"] = {
+            "priority_steps": list(PRIORITIES),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+            "visibility_timeout": timeouts.visibility_s,
+            # Sweep for the unacked messages of dead workers every few seconds, not every 100 s.
+            "unacked_restore_interval": 2,
+            "unacked_restore_throttle": 1,
+        }
+        config["result_backend_transport_options"] = {"retry_policy": {"timeout": 5.0}}
+        config["redis_backend_health_check_interval"] = 10
+    return config
+
+
+def make_app(settings: Settings) -> Celery:
+    """A configured Celery app for ``settings``, with the yggcelery tasks registered."""
+    app = Celery("yggcelery", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    app.ygg_settings = settings  # type: ignore[attr-defined]
+    from yggcelery.tasks import register_tasks
+
+    register_tasks(app)
+    return app
+
+
+@cache
+def default_app() -> Celery:
+    """The app for ``celery -A yggcelery``: settings from ``YGG_*`` env and ``ygg.toml``."""
+    return make_app(load_settings())
+
+
+def settings_of(app: Celery) -> Settings:
+    """The ygg settings an app was made from."""
+    settings: Settings = app.ygg_settings  # type: ignore[attr-defined]
+    return settings

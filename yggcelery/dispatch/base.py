@@ -1,0 +1,127 @@
+"""The one interface and loop shape of every dispatcher.
+
+A dispatcher's life is a loop of :meth:`Dispatcher.poll` calls, each of which first writes back
+what finished (results, failures) and then sends ready issues to hosts that have room. It claims
+an issue in Beads before any work starts, so two dispatchers never run one issue twice, and on
+shutdown it hands back work that was claimed but not started (status ``open``), so stopping one
+dispatcher and starting another (the rollback path) loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar, TypedDict
+
+from yggcelery.beads import BeadsStore
+from yggcelery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class HostStatus(TypedDict):
+    """One host as a dispatcher sees it (the seed's ``get_status()`` shape, extended)."""
+
+    slots: int
+    active: int
+    available_slots: int
+    #: Tasks waiting for this host, by Beads priority ("p0".."p4").
+    queued: dict[str, int]
+    online: bool
+
+
+def empty_queued() -> dict[str, int]:
+    return {f"p{p}": 0 for p in range(5)}
+
+
+def format_status(status: dict[str, HostStatus]) -> str:
+    """One log line: ``skadi-code 2/2 busy q=p0:1,p3:4 | ...``."""
+    parts = []
+    for host, st in status.items():
+        queued = ",".join(f"{p}:{n}" for p, n in st["queued"].items() if n) or "0"
+        online = "" if st["online"] else " OFFLINE"
+        parts.append(f"{host} {st['active']}/{st['slots']} busy q={queued}{online}")
+    return " | ".join(parts)
+
+
+class Dispatcher(ABC):
+    """Base of the Celery, asyncio and legacy dispatchers."""
+
+    #: ``celery``, ``asyncio`` or ``legacy``: the name ``ygg loop`` and the benchmark use.
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings, store: BeadsStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.actor = settings.beads.actor
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} in_flight={self.in_flight()}>"
+
+    @abstractmethod
+    def poll(self) -> int:
+        """Write back finished work, then dispatch ready issues; returns how many were sent."""
+
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Issues this dispatcher claimed whose outcome is not yet in Beads."""
+
+    @abstractmethod
+    def get_status(self) -> dict[str, HostStatus]:
+        """``{host: {'active': n, 'available_slots': m, 'slots': s, 'queued': {...}, ...}}``."""
+
+    @abstractmethod
+    def shutdown(self, *, hand_back: bool = True) -> None:
+        """Stop; with ``hand_back``, issues claimed but not started go back to ``open``."""
+
+    def idle(self) -> bool:
+        """Nothing in flight and nothing ready in Beads: a run ``until_idle`` may stop."""
+        return self.in_flight() == 0 and not self.store.ready(sort=self.settings.beads.sort)
+
+    def run(self, *, stop: threading.Event | None = None, until_idle: bool = False) -> None:
+        """The loop: poll, log status now and then, sleep ``poll_s``; Ctrl+C/SIGTERM stop it.
+
+        A signal only sets ``stop``: a poll in progress finishes, so an issue is never left
+        claimed but unsent. Then :meth:`shutdown` hands back what was not started.
+        """
+        stop = stop or threading.Event()
+        poll_s = self.settings.dispatch.poll_s
+        next_status = 0.0
+        log.info("%s dispatcher started (%s)", self.name, self.settings)
+        with _stop_on_signals(stop):
+            try:
+                while not stop.is_set():
+                    self.poll()
+                    if time.monotonic() >= next_status:
+                        log.info("status: %s", format_status(self.get_status()))
+                        next_status = time.monotonic() + self.settings.dispatch.status_every_s
+                    if until_idle and self.idle():
+                        break
+                    stop.wait(poll_s)
+            finally:
+                self.shutdown(hand_back=True)
+        log.info("%s dispatcher stopped", self.name)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM set ``stop`` instead of raising (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %s: finishing the current poll, then stopping", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,205 @@
+"""The Celery dispatcher (``ygg loop``): ready beads → per-host queues at their Beads priority.
+
+Each poll reconciles finished work into Beads, then walks ready issues in priority order and sends
+each to the host with the most room among those serving its kind. Only a bounded number of tasks
+per host sit in the broker (``inflight_per_slot`` × slots); the backlog stays in Beads, so a new p0
+is never behind a long broker queue and routing always uses fresh information.
+
+Sending one bead is: take the (bead, attempt) claim in the ledger (atomic across dispatchers),
+claim the issue in Beads, record the attempt as sent, publish with a deterministic task id. A
+stop between those steps leaves a ledger entry that reconcile hands back, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from celery import Celery
+
+from yggcelery.beads import BeadsStore, Issue
+from yggcelery.celery_app import CLOUD_QUEUE, make_app
+from yggcelery.dispatch.base import Dispatcher, HostStatus
+from yggcelery.errors import ClaimConflict
+from yggcelery.health import HostHealth
+from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.outcomes import hand_back
+from yggcelery.prompt import bead_fields
+from yggcelery.reconcile import Reconciler, broker_task_ids
+from yggcelery.routing import (
+    beads_priority,
+    broker_priority,
+    candidate_hosts,
+    kind_of,
+    pick_host,
+    task_id,
+)
+from yggcelery.settings import Settings
+from yggcelery.status import host_status
+from yggcelery.work import WorkOrder
+
+log = logging.getLogger(__name__)
+
+#: Tasks kept in the cloud queue at once when the fallback is configured.
+CLOUD_INFLIGHT = 4
+_ACTIVE = (EntryState.CLAIMED, EntryState.SENT)
+
+
+def service_s_of(issue: Issue) -> float | None:
+    """A simulated service time asked for in ``metadata.ygg.service_s`` (benchmark scenarios)."""
+    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
+    value = (meta.get("ygg") or {}).get("service_s") if isinstance(meta.get("ygg"), dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+class CeleryDispatcher(Dispatcher):
+    """Dispatches to the Celery cluster; outcomes come back through :class:`Reconciler`."""
+
+    name = "celery"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BeadsStore,
+        *,
+        app: Celery | None = None,
+        ledger: Ledger | None = None,
+        health: HostHealth | None = None,
+    ) -> None:
+        super().__init__(settings, store)
+        self.app = app or make_app(settings)
+        self.ledger = ledger or Ledger.from_settings(settings)
+        self.health = health or HostHealth(settings)
+        self.reconciler = Reconciler(settings, self.app, store, self.ledger)
+
+    def capacity(self, host: str) -> int:
+        """Tasks this host may have in the broker (queued or running) at once."""
+        if host == CLOUD_QUEUE:
+            return CLOUD_INFLIGHT
+        return int(self.settings.hosts[host].slots * self.settings.dispatch.inflight_per_slot)
+
+    def room(self) -> dict[str, int]:
+        load = Counter(e.host for e in self.ledger.entries() if e.state in _ACTIVE)
+        hosts = [*self.settings.hosts, *([CLOUD_QUEUE] if self.settings.cloud.enabled else [])]
+        return {h: self.capacity(h) - load[h] for h in hosts}
+
+    def in_flight(self) -> int:
+        return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
+
+    def poll(self) -> int:
+        self.reconciler.run_once()
+        room = self.room()
+        if all(r <= 0 for r in room.values()):
+            return 0
+        down = self.health.down_hosts()
+        sent = 0
+        for issue in self.store.ready(sort=self.settings.beads.sort):
+            host, kind = self.route(issue, room=room, down=down)
+            if host is not None and self.send(issue, host=host, kind=kind):
+                room[host] -= 1
+                sent += 1
+            if all(r <= 0 for r in room.values()):
+                break
+        return sent
+
+    def route(
+        self, issue: Issue, *, room: dict[str, int], down: set[str]
+    ) -> tuple[str | None, str]:
+        """(host or cloud queue with room, kind) for ``issue``; host None when it must wait."""
+        kind = kind_of(issue, self.settings)
+        candidates = candidate_hosts(kind, self.settings)
+        host = pick_host(candidates, room=room, down=down)
+        all_down = all(c in down for c in candidates)
+        if host is None and all_down and room.get(CLOUD_QUEUE, 0) > 0:
+            return CLOUD_QUEUE, kind
+        return host, kind
+
+    def send(self, issue: Issue, *, host: str, kind: str) -> bool:
+        """Claim ``issue`` and publish it to ``host``'s queue; False if someone else has it."""
+        previous = self.ledger.get(issue.id)
+        attempt = 1 if previous is None else previous.attempt + 1
+        if not self.ledger.take_claim(issue.id, attempt):
+            return False
+        priority = beads_priority(issue)
+        entry = Entry(
+            bead=issue.id,
+            attempt=attempt,
+            task_id=task_id(issue.id, attempt),
+            host=host,
+            kind=kind,
+            priority=priority,
+            state=EntryState.CLAIMED,
+            since=time.time(),
+            failures=previous.failures if previous else 0,
+        )
+        self.ledger.put(entry)
+        try:
+            self.store.claim(issue.id, actor=self.actor)
+        except ClaimConflict as exc:
+            log.info("Skipped %s: %s", issue.id, exc)
+            self._restore(issue.id, previous)
+            return False
+        order = self._order(issue, entry)
+        self.ledger.put(entry.moved(EntryState.SENT))
+        self.app.send_task(
+            "yggcelery.run_bead",
+            args=[order.to_dict()],
+            task_id=entry.task_id,
+            queue=host,
+            routing_key=host,
+            priority=broker_priority(priority, self.settings.broker_kind),
+        )
+        log.info("Dispatched %s to %s (p%d)", issue.id, host, priority)
+        return True
+
+    def _order(self, issue: Issue, entry: Entry) -> WorkOrder:
+        return WorkOrder(
+            bead=bead_fields(issue),
+            kind=entry.kind,
+            host=entry.host,
+            priority=entry.priority,
+            attempt=entry.attempt,
+            task_id=entry.task_id,
+            service_s=service_s_of(issue),
+        )
+
+    def _restore(self, bead: str, previous: Entry | None) -> None:
+        if previous is None:
+            self.ledger.forget(bead)
+        else:
+            self.ledger.put(previous)
+
+    def get_status(self) -> dict[str, HostStatus]:
+        return host_status(self.app, self.settings)
+
+    def shutdown(self, *, hand_back: bool = True) -> None:
+        """Hand back what still waits in the broker; running tasks finish and are reconciled."""
+        if hand_back:
+            self.hand_back_queued()
+        self.health.close()
+
+    def hand_back_queued(self) -> int:
+        """Revoke tasks not yet started and give their issues back to ``open`` (rollback path)."""
+        waiting = self._queued_task_ids()
+        count = 0
+        for entry in self.ledger.entries():
+            if entry.state is EntryState.CLAIMED or (
+                entry.state is EntryState.SENT and entry.task_id in waiting
+            ):
+                self.app.control.revoke(entry.task_id)
+                hand_back(self.store, entry.bead, note="dispatcher stopped", actor=self.actor)
+                self.ledger.put(entry.moved(EntryState.REQUEUED))
+                count += 1
+        if count:
+            log.info("Handed back %d queued issue(s) on shutdown", count)
+        return count
+
+    def _queued_task_ids(self) -> set[str]:
+        """Tasks in the queues proper (not delivered to a worker yet)."""
+        in_broker = broker_task_ids(self.app, self.settings, include_unacked=False)
+        return in_broker or set()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "room": self.room(), "in_flight": self.in_flight()}

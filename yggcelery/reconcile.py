@@ -1,0 +1,245 @@
+"""Reconcile: Celery outcomes back into Beads, exactly once; lost work found and requeued.
+
+One pass reads the ledger, the Beads issues, the results in the backend and (on Redis) the task
+ids still in the broker, then :func:`decide` — a pure function holding every transition — says
+what to do with each ledger entry:
+
+============================  ==========================================================
+seen                          action
+============================  ==========================================================
+result SUCCESS                comment + close (reason names host and duration), forget
+FAILURE, permanent error      ``blocked`` with the reason in a note, forget
+FAILURE, transient error      back to ``open`` (or ``blocked`` after ``max_attempts``)
+issue closed/reopened/gone    revoke the task, forget (a person decided)
+claimed, never sent           back to ``open`` after a grace period (dispatcher died)
+sent, nowhere to be found     after ``lost_after_s``: back to ``open`` (or ``blocked``)
+anything else                 wait
+============================  ==========================================================
+
+Every write is idempotent (:mod:`yggcelery.outcomes`), and a pass runs under a Redis lock, so
+beat's job and the dispatcher's inline pass never interleave; running a pass twice on the same
+state changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from celery import Celery, states
+
+from yggcelery import errors
+from yggcelery.beads import BeadsStore, Issue, open_store
+from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
+from yggcelery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A claim never followed by a send (the dispatcher died in between) is handed back after this.
+CLAIM_GRACE_S = 30.0
+#: Celery's own exceptions that mean "try again later" rather than "this bead is broken".
+_TRANSIENT_CELERY = {"SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"}
+
+
+class Action(StrEnum):
+    """What a reconcile pass does with one ledger entry."""
+
+    CLOSE = "close"  # write the result comment, close the issue
+    BLOCK = "block"  # mark blocked with the reason
+    REQUEUE = "requeue"  # hand back to open, keep the attempt count
+    REVOKE = "revoke"  # a person changed the issue: revoke the task, forget the entry
+    FORGET = "forget"  # nothing to write: drop the entry
+    WAIT = "wait"  # still queued or running
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did, for logs, ``ygg reconcile --once`` and tests."""
+
+    actions: Counter[str] = field(default_factory=Counter)
+    skipped: bool = False
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.actions)
+
+    def __repr__(self) -> str:
+        done = " ".join(f"{k}={v}" for k, v in sorted(self.actions.items()) if k != "wait")
+        return f"<ReconcileReport {done or 'nothing'}{' skipped' if self.skipped else ''}>"
+
+
+def is_transient(failure: dict[str, Any]) -> bool:
+    """Whether a stored Celery failure (``exc_type``/``exc_module``) is worth another attempt."""
+    name = str(failure.get("exc_type", ""))
+    if name in _TRANSIENT_CELERY:
+        return True
+    cls = getattr(errors, name, None)
+    return isinstance(cls, type) and issubclass(cls, errors.TransientError)
+
+
+def failure_text(failure: dict[str, Any]) -> str:
+    message = failure.get("exc_message", "")
+    if isinstance(message, list | tuple):
+        message = " ".join(str(part) for part in message)
+    return f"{failure.get('exc_type', 'error')}: {message}".strip()
+
+
+def decide(
+    entry: Entry,
+    issue: Issue | None,
+    meta: dict[str, Any] | None,
+    *,
+    in_broker: bool | None,
+    now: float,
+    settings: Settings,
+) -> Decision:
+    """The one place where a dispatch attempt's fate is decided (pure: no I/O)."""
+    status = (meta or {}).get("status", states.PENDING)
+    if issue is None:
+        return Decision(Action.REVOKE, "issue no longer in Beads")
+    if entry.state is EntryState.REQUEUED:
+        return Decision(Action.WAIT if issue.status == "open" else Action.FORGET)
+    ours = issue.status == "in_progress" and issue.assignee == settings.beads.actor
+    if status == states.SUCCESS:
+        return Decision(Action.CLOSE) if ours else Decision(Action.FORGET, "changed by a person")
+    if not ours:
+        return Decision(Action.REVOKE, f"issue is {issue.status} (changed by a person)")
+    if status == states.FAILURE:
+        failure = (meta or {}).get("result") or {}
+        text = failure_text(failure)
+        if not is_transient(failure):
+            return Decision(Action.BLOCK, text)
+        return _requeue_or_block(entry, settings, f"attempt {entry.attempt} failed: {text}")
+    age_s = now - entry.since
+    if entry.state is EntryState.CLAIMED:
+        if age_s > CLAIM_GRACE_S:
+            return Decision(Action.REQUEUE, "claimed but never sent (dispatcher stopped)")
+        return Decision(Action.WAIT)
+    lost = in_broker is False and status in (states.PENDING, states.STARTED)
+    if (lost or in_broker is None) and age_s > settings.timeouts.lost_after_s:
+        return _requeue_or_block(
+            entry, settings, f"task {entry.task_id} lost (no message, no result for {age_s:.0f}s)"
+        )
+    return Decision(Action.WAIT)
+
+
+def _requeue_or_block(entry: Entry, settings: Settings, reason: str) -> Decision:
+    if entry.failures + 1 >= settings.retry.max_attempts:
+        return Decision(Action.BLOCK, f"{reason}; gave up after {entry.failures + 1} attempts")
+    return Decision(Action.REQUEUE, reason)
+
+
+def broker_task_ids(
+    app: Celery, settings: Settings, *, include_unacked: bool = True
+) -> set[str] | None:
+    """Ids of tasks still in the broker (queued, or delivered but unacked); None if it cannot tell.
+
+    Only the Redis transport can be read like this; on RabbitMQ lost work is found by age alone.
+    """
+    if settings.broker_kind != "redis":
+        return None
+    from yggcelery.celery_app import queue_names
+
+    ids: set[str] = set()
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        keys = [f"{q}{'' if p == 0 else f':{p}'}" for q in queue_names(settings) for p in range(5)]
+        with client.pipeline() as pipe:
+            for key in keys:
+                pipe.lrange(key, 0, -1)
+            pipe.hvals("unacked")
+            *queued, unacked = pipe.execute()
+    for raw in [item for lst in queued for item in lst]:
+        ids.add(_message_id(raw))
+    for raw in unacked if include_unacked else []:
+        ids.add(_message_id(json.loads(raw)[0]))
+    ids.discard("")
+    return ids
+
+
+def _message_id(raw: bytes | str | dict[str, Any]) -> str:
+    message = raw if isinstance(raw, dict) else json.loads(raw)
+    return str(message.get("headers", {}).get("id", ""))
+
+
+def result_metas(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Raw stored results (status, result) by task id, without rebuilding exceptions."""
+    if not task_ids:
+        return {}
+    backend = app.backend
+    values = backend.mget([backend.get_key_for_task(t) for t in task_ids])
+    return {t: backend.decode(v) for t, v in zip(task_ids, values, strict=True) if v}
+
+
+class Reconciler:
+    """Applies :func:`decide` to every ledger entry; shared by beat's job and the dispatcher."""
+
+    def __init__(self, settings: Settings, app: Celery, store: BeadsStore, ledger: Ledger) -> None:
+        self.settings = settings
+        self.app = app
+        self.store = store
+        self.ledger = ledger
+        self.actor = settings.beads.actor
+
+    def run_once(self, *, now: float | None = None) -> ReconcileReport:
+        report = ReconcileReport()
+        with self.ledger.lock("reconcile", timeout_s=300) as acquired:
+            if not acquired:
+                report.skipped = True
+                return report
+            entries = self.ledger.entries()
+            if not entries:
+                return report
+            issues = {issue.id: issue for issue in self.store.list_issues()}
+            sent = [e for e in entries if e.state is EntryState.SENT]
+            metas = result_metas(self.app, [e.task_id for e in sent])
+            in_broker = broker_task_ids(self.app, self.settings) if sent else set()
+            now = time.time() if now is None else now
+            for entry in entries:
+                seen = None if in_broker is None else entry.task_id in in_broker
+                decision = decide(
+                    entry, issues.get(entry.bead), metas.get(entry.task_id),
+                    in_broker=seen, now=now, settings=self.settings,
+                )  # fmt: skip
+                self._apply(entry, decision, metas.get(entry.task_id))
+                report.actions[decision.action] += 1
+        if report.counts().keys() - {"wait"}:
+            log.info("reconcile: %s", report)
+        return report
+
+    def _apply(self, entry: Entry, decision: Decision, meta: dict[str, Any] | None) -> None:
+        action = decision.action
+        if action is Action.CLOSE:
+            record_success(self.store, BeadResult.from_dict(meta["result"]), actor=self.actor)  # type: ignore[index]
+            self.ledger.forget(entry.bead)
+        elif action is Action.BLOCK:
+            record_failure(self.store, entry.bead, reason=decision.reason, actor=self.actor)
+            self.ledger.forget(entry.bead)
+        elif action is Action.REQUEUE:
+            hand_back(self.store, entry.bead, note=decision.reason, actor=self.actor)
+            requeued = entry.moved(EntryState.REQUEUED)
+            self.ledger.put(replace(requeued, failures=entry.failures + 1))
+        elif action is Action.REVOKE:
+            self.app.control.revoke(entry.task_id)
+            log.info("Revoked %s for %s: %s", entry.task_id, entry.bead, decision.reason)
+            self.ledger.forget(entry.bead)
+        elif action is Action.FORGET:
+            self.ledger.forget(entry.bead)
+
+
+def run_once(settings: Settings, app: Celery) -> ReconcileReport:
+    """One reconcile pass with the configured store (beat's job and ``ygg reconcile --once``)."""
+    return Reconciler(
+        settings, app, open_store(settings), Ledger.from_settings(settings)
+    ).run_once()

@@ -1,0 +1,97 @@
+"""Routing policy as pure functions of settings and a bead: which kind, which host, which priority.
+
+Nothing here touches a broker or a network, so every decision is testable on its own:
+
+- :func:`kind_of` — a ``kind:code`` label wins, then the issue type's mapping, then the default;
+- :func:`candidate_hosts` — the hosts that serve a kind, in configuration order;
+- :func:`pick_host` — the candidate with the most free room, skipping hosts known to be down;
+- :func:`broker_priority` — Beads priority 0..4 to the broker's priority number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
+
+from yggcelery.errors import ConfigError
+from yggcelery.settings import Settings
+
+if TYPE_CHECKING:
+    from yggcelery.beads import Issue
+
+#: Beads priorities, most urgent first. Each is its own broker priority level.
+PRIORITIES = (0, 1, 2, 3, 4)
+#: Where an unprioritised or out-of-range bead goes: the least urgent level, never the most.
+DEFAULT_PRIORITY = 4
+
+
+def beads_priority(issue: Issue) -> int:
+    """The bead's priority clamped to 0..4 (an out-of-range value is kept in Beads, not here)."""
+    value = issue.priority if isinstance(issue.priority, int) else DEFAULT_PRIORITY
+    return min(max(value, PRIORITIES[0]), PRIORITIES[-1])
+
+
+def kind_of(issue: Issue, settings: Settings) -> str:
+    """The task kind: the first ``kind:X`` label, else the issue type's kind, else the default."""
+    prefix = settings.routing.label_prefix
+    for label in issue.labels:
+        if label.startswith(prefix) and len(label) > len(prefix):
+            return label[len(prefix) :]
+    return settings.routing.issue_types.get(issue.issue_type, settings.routing.default_kind)
+
+
+def candidate_hosts(kind: str, settings: Settings) -> list[str]:
+    """Hosts that serve ``kind``; a kind nobody serves falls back to the default kind's hosts."""
+    hosts = settings.hosts_for(kind) or settings.hosts_for(settings.routing.default_kind)
+    if not hosts:
+        raise ConfigError(
+            f"no host serves kind {kind!r} nor the default kind"
+            f" {settings.routing.default_kind!r}: check [hosts.*].kinds"
+        )
+    return hosts
+
+
+def pick_host(
+    candidates: list[str],
+    *,
+    room: Mapping[str, int],
+    down: Collection[str] = (),
+) -> str | None:
+    """The up candidate with the most room (ties: configuration order), or None if none has room.
+
+    ``room`` is how many more tasks each host may take now (its broker budget minus what is
+    already queued or running there).
+    """
+    best: str | None = None
+    for name in candidates:
+        if name in down or room.get(name, 0) <= 0:
+            continue
+        if best is None or room[name] > room[best]:
+            best = name
+    return best
+
+
+def broker_priority(priority: int, broker_kind: str) -> int:
+    """The broker's priority number for a Beads priority.
+
+    Redis (kombu's priority_steps 0..4, level 0 consumed first) takes it as is; RabbitMQ's
+    ``x-max-priority`` queues serve the *highest* number first, so it is inverted there.
+    """
+    priority = min(max(priority, PRIORITIES[0]), PRIORITIES[-1])
+    if broker_kind == "amqp":
+        return PRIORITIES[-1] - priority
+    return priority
+
+
+def task_id(bead_id: str, attempt: int) -> str:
+    """Deterministic Celery task id of one dispatch attempt: a resend reuses it."""
+    return f"ygg:{bead_id}:{attempt}"
+
+
+def bead_of_task(task_id_: str) -> tuple[str, int] | None:
+    """The ``(bead id, attempt)`` behind a task id from :func:`task_id`, or None."""
+    prefix, _, rest = task_id_.partition(":")
+    bead, _, attempt = rest.rpartition(":")
+    if prefix != "ygg" or not bead or not attempt.isdigit():
+        return None
+    return bead, int(attempt)

@@ -1,0 +1,100 @@
+"""The cluster as an operator sees it: per host slots, active, free, queued by priority, online.
+
+Used by ``ygg status``, the dispatcher's periodic status line, the demo's live display and the
+metrics endpoint. Queue depth per priority comes from the broker's lists (Redis keeps one list per
+level: ``skadi-code``, ``skadi-code:1`` .. ``skadi-code:4``); active tasks and whether a worker is
+online come from one ``inspect`` broadcast (``HOST@machine`` node names map to hosts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from celery import Celery
+
+from yggcelery.beads import BeadsStore
+from yggcelery.dispatch.base import HostStatus, empty_queued
+from yggcelery.routing import PRIORITIES, beads_priority
+from yggcelery.settings import Settings
+
+
+def priority_keys(queue: str) -> dict[str, str]:
+    """Redis list of each priority level of ``queue`` (kombu's naming with ``sep=':'``)."""
+    return {f"p{p}": queue if p == 0 else f"{queue}:{p}" for p in PRIORITIES}
+
+
+def queued_by_priority(
+    app: Celery, settings: Settings, queues: list[str]
+) -> dict[str, dict[str, int]]:
+    """Messages waiting in each queue, by Beads priority ("p0".."p4")."""
+    result = {q: empty_queued() for q in queues}
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        if settings.broker_kind == "redis":
+            with channel.client.pipeline() as pipe:
+                for q in queues:
+                    for key in priority_keys(q).values():
+                        pipe.llen(key)
+                lengths = iter(pipe.execute())
+            for q in queues:
+                result[q] = {level: int(next(lengths)) for level in priority_keys(q)}
+        else:  # RabbitMQ reports one count per queue; show it under p2.
+            for q in queues:
+                _, count, _ = channel.queue_declare(q, passive=True)
+                result[q]["p2"] = int(count)
+    return result
+
+
+def worker_view(app: Celery, *, timeout_s: float = 1.0) -> tuple[dict[str, int], set[str]]:
+    """(active tasks per queue name, queue names with a worker online), from one broadcast."""
+    replies: dict[str, list[dict[str, Any]]] = app.control.inspect(timeout=timeout_s).active() or {}
+    active: Counter[str] = Counter()
+    online: set[str] = set()
+    for node, tasks in replies.items():
+        host = node.split("@", 1)[0]
+        online.add(host)
+        active[host] += len(tasks)
+    return dict(active), online
+
+
+def host_status(
+    app: Celery,
+    settings: Settings,
+    *,
+    timeout_s: float = 1.0,
+    view: tuple[dict[str, int], set[str]] | None = None,
+) -> dict[str, HostStatus]:
+    """Every host's :class:`HostStatus` (the seed's ``{'skadi-code': {'active': 1, ...}}``)."""
+    queued = queued_by_priority(app, settings, list(settings.hosts))
+    active, online = view or worker_view(app, timeout_s=timeout_s)
+    status: dict[str, HostStatus] = {}
+    for name, host in settings.hosts.items():
+        busy = active.get(name, 0)
+        status[name] = HostStatus(
+            slots=host.slots,
+            active=busy,
+            available_slots=max(host.slots - busy, 0),
+            queued=queued[name],
+            online=name in online,
+        )
+    return status
+
+
+def ready_by_priority(store: BeadsStore, settings: Settings) -> dict[str, int]:
+    """Ready issues in Beads, by priority ("p0".."p4")."""
+    counts = empty_queued()
+    for issue in store.ready(sort=settings.beads.sort):
+        counts[f"p{beads_priority(issue)}"] += 1
+    return counts
+
+
+def full_status(app: Celery, settings: Settings, store: BeadsStore) -> dict[str, Any]:
+    """What ``ygg status --json`` prints."""
+    view = worker_view(app)
+    return {
+        "hosts": host_status(app, settings, view=view),
+        "beads_ready": ready_by_priority(store, settings),
+        # The control worker's node is named "control@machine" (see `ygg worker control`).
+        "control_online": "control" in view[1],
+    }

@@ -1,0 +1,82 @@
+"""The Celery tasks: thin adapters that decode arguments and call plain functions.
+
+- ``yggcelery.run_bead`` — on a host's worker: :func:`yggcelery.work.perform`, with retries
+  (exponential backoff) on transient errors, the cloud fallback after the last retry, and a cap on
+  deliveries so a task that kills its worker every time ends ``blocked`` instead of looping.
+- ``yggcelery.reconcile`` — beat's job, on the control worker: :func:`yggcelery.reconcile.run_once`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Ignore
+
+from yggcelery.errors import CircuitOpen, TaskCrashed, TransientError
+from yggcelery.settings import RetrySettings
+
+log = logging.getLogger(__name__)
+
+
+def backoff_s(retries: int, retry: RetrySettings) -> float:
+    """Delay before retry number ``retries + 1``: exponential, capped."""
+    return float(min(retry.backoff_s * 2**retries, retry.backoff_max_s))
+
+
+def register_tasks(app: Celery) -> None:
+    """Register yggcelery's tasks on ``app`` (one explicit app, no shared_task)."""
+    from yggcelery.celery_app import CLOUD_QUEUE, settings_of
+
+    settings = settings_of(app)
+
+    @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        from yggcelery.work import WorkOrder, perform, perform_on_cloud, worker_context
+
+        order = WorkOrder.from_dict(payload)
+        ctx = worker_context(settings)
+        if not ctx.ledger.is_current(order.bead_id, order.task_id):
+            log.info(
+                "%s: task %s is stale (revoked or superseded); skipped",
+                order.bead_id,
+                order.task_id,
+            )
+            raise Ignore()
+        retries = int(self.request.retries or 0)
+        deliveries = ctx.ledger.count_delivery(order.task_id, retries)
+        if deliveries > settings.retry.max_deliveries:
+            raise TaskCrashed(
+                f"{order.bead_id}: delivered {deliveries - 1} times and the worker died each"
+                " time; not trying again"
+            )
+        if order.host == CLOUD_QUEUE:
+            return perform_on_cloud(order, ctx).to_dict()
+        try:
+            return perform(order, ctx).to_dict()
+        except TransientError as exc:
+            fallback = ctx.fallback.enabled and (
+                isinstance(exc, CircuitOpen) or retries >= settings.retry.max_retries
+            )
+            if fallback:
+                return perform_on_cloud(order, ctx).to_dict()
+            if retries >= settings.retry.max_retries:
+                raise
+            delay = settings.retry.breaker_cooldown_s if isinstance(exc, CircuitOpen) else None
+            log.info(
+                "%s: %s; retry %d in %.1fs",
+                order.bead_id,
+                exc,
+                retries + 1,
+                delay or backoff_s(retries, settings.retry),
+            )
+            raise self.retry(
+                exc=exc, countdown=delay or backoff_s(retries, settings.retry)
+            ) from exc
+
+    @app.task(name="yggcelery.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
+    def reconcile() -> dict[str, int]:
+        from yggcelery.reconcile import run_once
+
+        return run_once(settings, app).counts()
