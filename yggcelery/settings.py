@@ -390,3 +390,16 @@ def _explain(exc: ValidationError, path: Path | None, data: Mapping[str, Any]) -
 def _has_key(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
     """Whether the value at ``loc`` (or its section) was written in the file."""
     return bool(loc) and isinstance(data, Mapping) and loc[0] in data
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """``YGG_*`` variables that rebuild ``settings`` in a child process (secrets included)."""
+    data = settings.model_dump(mode="json")
+    if settings.flower.password is not None:
+        data["flower"]["password"] = settings.flower.password.get_secret_value()
+    env = {}
+    for name, value in data.items():
+        if value is None:
+            continue
+        env[f"YGG_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
