@@ -1,0 +1,146 @@
+"""Writing one served answer over HTTP, streamed or whole, in either dialect, over its service time.
+
+The slot is held for the whole write: a streamed answer sends its pieces spaced evenly over the
+real service time (simulated seconds times ``time_scale``); a whole one, when that time is up.
+Ollama's durations are reported in *simulated* nanoseconds, so tokens per second come out as on
+the real GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from yggcelery.sim import ollama, openai
+from yggcelery.sim.protocol import (
+    SimRequest,
+    answer_text,
+    go_timestamp,
+    prompt_tokens,
+    split_chunks,
+)
+
+NDJSON = "application/x-ndjson"
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """How one accepted request is served: its times (simulated seconds) and token counts."""
+
+    req: SimRequest
+    endpoint: str
+    wait_s: float
+    prefill_s: float
+    service_s: float
+    eval_tokens: int
+    time_scale: float
+
+    @property
+    def real_s(self) -> float:
+        return self.service_s * self.time_scale
+
+    @property
+    def text(self) -> str:
+        return answer_text(self.req.model, self.req.prompt)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return prompt_tokens(self.req.prompt)
+
+
+async def send(request: web.Request, plan: Plan) -> web.StreamResponse:
+    """Serve ``plan`` to ``request`` in the dialect of its endpoint."""
+    if plan.endpoint.startswith("/v1/"):
+        if plan.req.stream:
+            return await _openai_stream(request, plan)
+        await asyncio.sleep(plan.real_s)
+        body = openai.completion(
+            plan.req,
+            plan.text,
+            created=int(time.time()),
+            prompt_tokens=plan.prompt_tokens,
+            completion_tokens=plan.eval_tokens,
+        )
+        return web.json_response(body)
+    if plan.req.stream:
+        return await _ollama_stream(request, plan)
+    await asyncio.sleep(plan.real_s)
+    return web.json_response(_ollama_final(plan, plan.text))
+
+
+async def _ollama_stream(request: web.Request, plan: Plan) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await response.prepare(request)
+    chat = plan.endpoint == "/api/chat"
+    pieces = split_chunks(plan.text)
+    for piece in pieces:
+        await asyncio.sleep(plan.real_s / len(pieces))
+        line = ollama.chunk(plan.req, piece, chat=chat, created_at=go_timestamp())
+        await response.write(_line(line))
+    await response.write(_line(_ollama_final(plan, "")))
+    await response.write_eof()
+    return response
+
+
+def _ollama_final(plan: Plan, text: str) -> dict[str, Any]:
+    durations = {
+        "load": int(plan.wait_s * _NS),
+        "prompt_eval": int(plan.prefill_s * _NS),
+        "eval": int((plan.service_s - plan.prefill_s) * _NS),
+    }
+    durations["total"] = sum(durations.values())
+    return ollama.final(
+        plan.req,
+        text,
+        chat=plan.endpoint == "/api/chat",
+        created_at=go_timestamp(),
+        durations_ns=durations,
+        prompt_tokens=plan.prompt_tokens,
+        eval_tokens=plan.eval_tokens,
+    )
+
+
+async def _openai_stream(request: web.Request, plan: Plan) -> web.StreamResponse:
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    chunk_id, created = openai.new_chunk_id(), int(time.time())
+
+    async def event(delta: dict[str, Any], finish_reason: str | None = None) -> None:
+        body = openai.stream_chunk(
+            plan.req, chunk_id=chunk_id, created=created, delta=delta, finish_reason=finish_reason
+        )
+        await response.write(_event(body))
+
+    await event({"role": "assistant", "content": ""})
+    pieces = split_chunks(plan.text)
+    for piece in pieces:
+        await asyncio.sleep(plan.real_s / len(pieces))
+        await event({"content": piece})
+    await event({}, "stop")
+    if plan.req.include_usage:
+        usage = openai.usage_chunk(
+            plan.req,
+            chunk_id=chunk_id,
+            created=created,
+            prompt_tokens=plan.prompt_tokens,
+            completion_tokens=plan.eval_tokens,
+        )
+        await response.write(_event(usage))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+def _line(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def _event(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"

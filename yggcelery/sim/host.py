@@ -1,0 +1,382 @@
+"""One simulated model host: a real HTTP server on 127.0.0.1 with a simulated GPU behind it.
+
+It speaks Ollama (``/api/chat``, ``/api/generate``, ``/api/tags``, ``/api/ps``, ``/api/version``)
+and OpenAI (``/v1/chat/completions``, ``/v1/models``), and has control endpoints:
+
+    GET  /sim/status    busy slots, queue, served, busy slot-seconds, utilisation, max concurrency
+    GET  /sim/records   one row per model request (bead, priority, kind, times, slot, status)
+    POST /sim/reset     zero the statistics and records
+    POST /sim/fail      {"error_rate": f, "latency_s": f, "hang": b, "down": b, "down_for_s": f}
+    POST /sim/heal      clear error_rate, latency_s and hang
+    GET  /metrics       Prometheus text
+
+Faults touch only the model endpoints, so a host can always be healed over HTTP, except ``down``:
+the listening socket is closed (connection refused) and open connections are dropped, so HTTP
+cannot bring it back on that port. ``{"down_for_s": N}`` brings it back after N real seconds;
+``{"down": true}`` stays down until :meth:`SimHost.up` is called in-process.
+
+The public methods are safe to call from any thread; the server runs on the loop it was started
+on (a :class:`~yggcelery.sim.fleet.SimFleet` thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from yggcelery.errors import ConfigError
+from yggcelery.sim import control, ollama, openai
+from yggcelery.sim.answer import Plan, send
+from yggcelery.sim.config import SimHostConfig
+from yggcelery.sim.control import Faults, RequestRecord
+from yggcelery.sim.gpu import QueueFull, SlotPool
+from yggcelery.sim.metrics import CONTENT_TYPE, HostMetrics
+from yggcelery.sim.protocol import ApiError, SimRequest, go_timestamp
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_RECORDS = 100_000
+_PARSERS: dict[str, Callable[[bytes, str], SimRequest]] = {
+    "/api/chat": ollama.parse_chat,
+    "/api/generate": ollama.parse_generate,
+    "/v1/chat/completions": openai.parse_chat,
+}
+
+
+class SimHost:
+    """A simulated Ollama/OpenAI server with ``config.slots`` GPU slots and injectable faults."""
+
+    def __init__(self, config: SimHostConfig) -> None:
+        self.config = config
+        self.faults = Faults()
+        self.pool = SlotPool(
+            slots=config.slots, max_queue=config.max_queue, time_scale=config.time_scale
+        )
+        self.metrics = HostMetrics(host=config.name, model=config.model, pool=self.pool)
+        self._records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
+        self._rng = random.Random(config.name)
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._port = config.port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._revive: asyncio.TimerHandle | None = None
+        self._started_at = go_timestamp()
+
+    def __repr__(self) -> str:
+        state = "down" if self._site is None else "up"
+        return f"<SimHost {self.name} {self.url} {state} busy={self.pool.busy}/{self.pool.slots}>"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    base_url = url
+
+    # -- lifecycle (on the serving loop) ------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1:``config.port`` (a free port when 0) on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await self._listen()
+        self._port = int(self._runner.addresses[0][1])
+        log.debug("sim host %s listening on %s", self.name, self.url)
+
+    async def stop(self) -> None:
+        """Stop listening, abort every open request (hung ones included), free the port."""
+        self._cancel_revive()
+        for task in list(self._inflight):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = self._site = None
+
+    async def go_down(self, *, for_s: float | None = None) -> None:
+        """Crash: close the listener, abort requests in flight, drop open connections."""
+        self._cancel_revive()
+        self.faults.down = True
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        for task in list(self._inflight):
+            task.cancel()
+        assert self._runner is not None and self._runner.server is not None
+        for connection in self._runner.server.connections:
+            connection.force_close()
+        if for_s is not None:
+            loop = asyncio.get_running_loop()
+            self._revive = loop.call_later(for_s, lambda: loop.create_task(self.go_up()))
+        log.info("sim host %s is down", self.name)
+
+    async def go_up(self) -> None:
+        """Listen again on the same port."""
+        self._cancel_revive()
+        if self._site is None:
+            await self._listen()
+        self.faults.down = False
+        log.info("sim host %s is up on %s", self.name, self.url)
+
+    # -- thread-safe controls -----------------------------------------------------------------
+
+    def down(self, *, for_s: float | None = None) -> None:
+        """Take the host down now (connection refused); back up after ``for_s`` real seconds."""
+        self._run(lambda: self.go_down(for_s=for_s))
+
+    def up(self) -> None:
+        """Bring the host back on the same port."""
+        self._run(self.go_up)
+
+    def fail(
+        self,
+        *,
+        error_rate: float | None = None,
+        latency_s: float | None = None,
+        hang: bool | None = None,
+    ) -> None:
+        """Inject faults: a share of 500 answers, extra simulated latency, or never answering."""
+        self._call(
+            lambda: self.faults.update(error_rate=error_rate, latency_s=latency_s, hang=hang)
+        )
+
+    def heal(self) -> None:
+        """Clear error_rate, latency and hang (not down: see :meth:`up`)."""
+        self._call(self.faults.heal)
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /sim/status`` answers."""
+        return self._call(self._status)
+
+    def records(self) -> list[dict[str, Any]]:
+        """What ``GET /sim/records`` lists: one dict per model request, in arrival order."""
+        return self._call(lambda: [r.to_dict() for r in self._records])
+
+    def reset(self) -> None:
+        """Zero the statistics and forget the records."""
+        self._call(self._reset)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        for path in _PARSERS:
+            app.router.add_post(path, self._model_call)
+        app.router.add_get("/", self._root)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_get("/api/ps", self._ps)
+        app.router.add_get("/api/version", self._version)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/sim/status", self._http_status)
+        app.router.add_get("/sim/records", self._http_records)
+        app.router.add_post("/sim/reset", self._http_reset)
+        app.router.add_post("/sim/fail", self._http_fail)
+        app.router.add_post("/sim/heal", self._http_heal)
+        return app
+
+    async def _model_call(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        record = control.new_record(self.name, request, default_kind=self.config.kind)
+        self._records.append(record)
+        try:
+            response = await self._answer(request, record)
+        except ApiError as exc:
+            response = web.json_response(exc.body, status=exc.status)
+        finally:
+            self._inflight.discard(task)
+        record.status = response.status
+        self.metrics.observe(
+            endpoint=record.endpoint, status=response.status, service_s=record.service_s
+        )
+        return response
+
+    async def _answer(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
+        if self.faults.hang:
+            await asyncio.get_running_loop().create_future()  # never answers
+        req = _PARSERS[record.endpoint](await request.read(), self.config.model)
+        openai_api = record.endpoint.startswith("/v1/")
+        if self.faults.error_rate and self._rng.random() < self.faults.error_rate:
+            raise openai.server_error() if openai_api else ollama.error(500, ollama.RUNNER_STOPPED)
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s * self.config.time_scale)
+        try:
+            slot = await self.pool.acquire()
+        except QueueFull:
+            raise openai.overloaded() if openai_api else ollama.error(503, ollama.BUSY) from None
+        served = False
+        try:
+            plan = self._plan(req, record, slot, header_service_s=control.header_service_s(request))
+            response = await send(request, plan)
+            served = True
+            return response
+        finally:
+            self.pool.release(slot, service_s=record.service_s if served else None)
+            record.finished = time.time()
+
+    def _plan(
+        self, req: SimRequest, record: RequestRecord, slot: int, *, header_service_s: float | None
+    ) -> Plan:
+        config = self.config
+        service_s = req.service_s if req.service_s is not None else header_service_s
+        if service_s is None:
+            service_s = config.service_s(kind=record.kind, output_tokens=req.output_tokens)
+        record.slot, record.started, record.service_s = slot, time.time(), service_s
+        record.model = req.model
+        return Plan(
+            req=req,
+            endpoint=record.endpoint,
+            wait_s=(record.started - record.arrived) / config.time_scale,
+            prefill_s=min(config.base_for(record.kind), service_s),
+            service_s=service_s,
+            eval_tokens=config.tokens_for(req.output_tokens),
+            time_scale=config.time_scale,
+        )
+
+    async def _root(self, _: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running")
+
+    async def _tags(self, _: web.Request) -> web.Response:
+        entry = ollama.model_entry(self.config.model, modified_at=self._started_at)
+        return web.json_response({"models": [entry]})
+
+    async def _ps(self, _: web.Request) -> web.Response:
+        entry = ollama.model_entry(self.config.model, modified_at=self._started_at)
+        del entry["modified_at"]
+        entry.update(expires_at=go_timestamp(time.time() + 300), size_vram=entry["size"])
+        return web.json_response({"models": [entry] if self.pool.busy else []})
+
+    async def _version(self, _: web.Request) -> web.Response:
+        return web.json_response({"version": ollama.VERSION})
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response(openai.models(self.config.model, created=int(time.time())))
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _http_status(self, _: web.Request) -> web.Response:
+        return web.json_response(self._status())
+
+    async def _http_records(self, _: web.Request) -> web.Response:
+        rows = [r.to_dict() for r in self._records]
+        meta = {"host": self.name, "slots": self.config.slots, "time_scale": self.config.time_scale}
+        return web.json_response({**meta, "records": rows})
+
+    async def _http_reset(self, _: web.Request) -> web.Response:
+        self._reset()
+        return web.json_response(self._status())
+
+    async def _http_heal(self, _: web.Request) -> web.Response:
+        self.faults.heal()
+        return web.json_response({"faults": asdict(self.faults)})
+
+    async def _http_fail(self, request: web.Request) -> web.StreamResponse:
+        try:
+            change = control.parse_fail(await request.read())
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.faults.update(
+            error_rate=change.error_rate, latency_s=change.latency_s, hang=change.hang
+        )
+        if change.down is False:
+            await self.go_up()
+        response = web.json_response({"faults": {**asdict(self.faults), "down": change.goes_down}})
+        if not change.goes_down:
+            return response
+        await response.prepare(request)  # answer first: going down drops this connection too
+        await response.write_eof()
+        await self.go_down(for_s=change.down_for_s)
+        return response
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"sim host {self.name}: cannot listen on 127.0.0.1:{self._port}: {exc.strerror}"
+            ) from exc
+        self._site = site
+
+    def _status(self) -> dict[str, Any]:
+        pool = self.pool
+        return {
+            "host": self.name,
+            "model": self.config.model,
+            "kind": self.config.kind,
+            "url": self.url,
+            "slots": pool.slots,
+            "busy_slots": pool.busy,
+            "queue_length": pool.queued,
+            "max_queue": pool.max_queue,
+            "served": pool.served,
+            "rejected": pool.rejected,
+            "busy_slot_s": pool.busy_slot_s(),
+            "elapsed_s": pool.elapsed_s(),
+            "utilisation": pool.utilisation(),
+            "max_concurrency": pool.max_concurrency,
+            "time_scale": self.config.time_scale,
+            "since": pool.since,
+            "faults": asdict(self.faults),
+        }
+
+    def _reset(self) -> None:
+        self.pool.reset()
+        self._records.clear()
+
+    def _cancel_revive(self) -> None:
+        if self._revive is not None:
+            self._revive.cancel()
+            self._revive = None
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the serving loop (at once when there is none or we are on it)."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            return fn()
+
+        async def wrapped() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), loop).result(timeout=30)
+
+    def _run(self, coro_fn: Callable[[], Awaitable[None]]) -> None:
+        """Run a coroutine on the serving loop from another thread and wait for it."""
+        loop = self._loop
+        if loop is None or _on_loop(loop):
+            raise RuntimeError(f"sim host {self.name}: await go_down()/go_up() on the loop instead")
+
+        async def wrapped() -> None:
+            await coro_fn()
+
+        asyncio.run_coroutine_threadsafe(wrapped(), loop).result(timeout=30)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
