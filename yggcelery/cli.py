@@ -57,11 +57,13 @@ def _register() -> None:
     # Each area's commands, in the order `ygg --help` lists them.
     from yggcelery import commands
     from yggcelery.beads.cli import beads
+    from yggcelery.sim.cli import sim
 
     for command in (commands.loop, commands.worker, commands.beat, commands.status,
                     commands.reconcile):  # fmt: skip
         cli.add_command(command)
     cli.add_command(beads)
+    cli.add_command(sim)
 
 
 _register()
