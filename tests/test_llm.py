@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from yggcelery.errors import HostBusy, HostRejected, HostUnavailable, PermanentError, TransientError
+from yggcelery.errors import (
+    HostBusy,
+    HostError,
+    HostRejected,
+    HostUnavailable,
+    PermanentError,
+    TransientError,
+)
 from yggcelery.llm import AsyncLLMClient, Completion, LLMClient, TaskTags, get_client
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
 from yggcelery.localredis import free_port
@@ -102,7 +109,7 @@ def test_task_tags_travel_as_headers(server: FakeModelServer, ollama: LLMClient)
      (502, HostUnavailable, True), (400, HostRejected, False), (401, HostRejected, False)],
 )  # fmt: skip
 def test_error_statuses_map_to_the_error_tree(
-    server: FakeModelServer, ollama: LLMClient, status: int, error: type, transient: bool
+    server: FakeModelServer, ollama: LLMClient, status: int, error: type[HostError], transient: bool
 ) -> None:
     """Each HTTP error status maps to one error class, naming host, status and server text."""
     server.script(Reply(status=status, body={"error": "the server says no"}))

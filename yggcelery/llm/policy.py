@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from yggcelery.breaker import CircuitBreaker, CircuitState
 from yggcelery.errors import (
     CircuitOpen,
     CloudBudgetExceeded,
@@ -29,7 +30,6 @@ from yggcelery.llm.types import Completion, TaskTags
 from yggcelery.settings import RetrySettings
 
 if TYPE_CHECKING:
-    from yggcelery.breaker import CircuitBreaker
     from yggcelery.cloud import CloudFallback
     from yggcelery.llm.client import AsyncLLMClient, LLMClient
 
@@ -82,9 +82,13 @@ class RetryPlan:
         self.last_error = error
         if self.breaker is not None:
             self.breaker.record_failure(self.host_name)
-        if attempt >= self.retry.max_retries:
+        if attempt >= self.retry.max_retries or self._breaker_open():
             log.info(
-                "%s on %s: out of tries (%s): %s", self.label, self.host_name, attempt + 1, error
+                "%s on %s: giving up after %s tries: %s",
+                self.label,
+                self.host_name,
+                attempt + 1,
+                error,
             )
             return None
         delay = backoff_s(attempt, self.retry)
@@ -97,6 +101,9 @@ class RetryPlan:
             error,
         )
         return delay
+
+    def _breaker_open(self) -> bool:
+        return self.breaker is not None and self.breaker.state(self.host_name) is CircuitState.OPEN
 
     def give_up(self) -> TransientError:
         """The error to raise when the host is out of tries and the cloud does not step in."""
