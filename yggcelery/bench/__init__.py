@@ -1,0 +1,1 @@
+"""The benchmark: scenarios, the theoretical bound, the runner and the report (``ygg bench``)."""

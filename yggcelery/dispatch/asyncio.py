@@ -1,0 +1,334 @@
+"""The asyncio dispatcher: one event loop, per-host GPU slots, most urgent work first.
+
+Each host gets a :class:`PrioritySlots` gate sized from its ``slots`` setting (2/3/2 on the seed
+fleet), so no host ever runs more requests than its GPU decodes at once, and a waiter of
+priority 0 is let in before any waiter of priority 3. Work starts with ``asyncio.create_task``
+and never blocks the loop; when a task finishes, the loop polls again at once, so a freed slot
+is refilled without waiting for ``poll_s``.
+
+The backlog stays in Beads: an issue is claimed only when a host that serves it has a free slot
+(plus an optional short local queue, ``queue_per_host``), and the ready list is read by
+priority, so a new p0 is claimed by the next poll after a slot frees and never sits behind a
+long local queue. Beads calls run in a thread (one at a time), so a slow store (the ``bd``
+CLI) does not stall the HTTP calls in flight.
+
+The loop runs in a thread of its own: :meth:`AsyncDispatcher.poll` (the sync interface) hands a
+``_poll`` to it, and :meth:`AsyncDispatcher.run` drives the same loop shape as a coroutine there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
+
+import httpx
+
+from yggcelery.beads import BeadsStore, Issue
+from yggcelery.breaker import CircuitBreaker, CircuitState, MemoryBreakerState
+from yggcelery.cloud import CloudFallback, MemorySpendLedger
+from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
+from yggcelery.dispatch.legacy import bead_result, work_order
+from yggcelery.errors import ClaimConflict, ConfigError
+from yggcelery.llm import AsyncLLMClient, acomplete_with_fallback
+from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
+from yggcelery.prompt import build_prompt
+from yggcelery.routing import candidate_hosts, kind_of, pick_host
+from yggcelery.settings import Settings
+from yggcelery.work import WorkOrder
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PrioritySlots:
+    """A host's GPU slots: at most ``slots`` holders; waiters go most urgent first, then FIFO."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.active = 0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"<PrioritySlots {self.active}/{self.slots} waiting={self.waiting()}>"
+
+    def waiting(self) -> int:
+        return sum(1 for _, _, fut in self._waiters if not fut.done())
+
+    def waiting_by_priority(self) -> dict[str, int]:
+        counts = {f"p{p}": 0 for p in range(5)}
+        for priority, _, fut in self._waiters:
+            if not fut.done():
+                counts[f"p{min(max(priority, 0), 4)}"] += 1
+        return counts
+
+    @asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        """Hold one slot for the block; wait (by priority) while all are taken."""
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self.active < self.slots and not self.waiting():
+            self.active += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # the slot was handed over as we were cancelled
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < self.slots:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                self.active += 1
+                fut.set_result(None)
+
+
+class AsyncDispatcher(Dispatcher):
+    """Per-host slots on one event loop, priority-aware; see the module docstring."""
+
+    name = "asyncio"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BeadsStore,
+        *,
+        queue_per_host: int = 0,
+        drain_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(settings, store)
+        self.queue_per_host = queue_per_host
+        self.drain_s = drain_s
+        self.slots = {name: PrioritySlots(host.slots) for name, host in settings.hosts.items()}
+        self.breaker = CircuitBreaker(
+            MemoryBreakerState(),
+            failures=settings.retry.breaker_failures,
+            cooldown_s=settings.retry.breaker_cooldown_s,
+        )
+        self._transport = transport
+        self._client: AsyncLLMClient | None = None
+        self._fallback: CloudFallback | None = None
+        #: Bead id → its task, until the outcome is written into Beads.
+        self._tasks: dict[str, asyncio.Task[BeadResult]] = {}
+        #: Beads whose task holds a slot (the request is on the host).
+        self._running: set[str] = set()
+        self._wake = asyncio.Event()
+        self._store_lock = asyncio.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- the sync interface, served by the loop thread ------------------------------------------
+
+    def poll(self) -> int:
+        return self._call(self._poll())
+
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def get_status(self) -> dict[str, HostStatus]:
+        return {
+            name: HostStatus(
+                slots=gate.slots,
+                active=gate.active,
+                available_slots=max(gate.slots - gate.active, 0),
+                queued=gate.waiting_by_priority(),
+                online=self.breaker.state(name) is not CircuitState.OPEN,
+            )
+            for name, gate in self.slots.items()
+        }
+
+    def run(self, *, stop: threading.Event | None = None, until_idle: bool = False) -> None:
+        """The loop shape of :meth:`Dispatcher.run`, as a coroutine on the dispatcher's loop."""
+        stop = stop or threading.Event()
+        log.info("%s dispatcher started (%s)", self.name, self.settings)
+        with _stop_on_signals(stop):
+            try:
+                future = self._submit(self.run_async(stop=stop, until_idle=until_idle))
+                while True:
+                    try:
+                        future.result(timeout=0.5)  # short waits: signals reach the handler
+                        break
+                    except concurrent.futures.TimeoutError:
+                        continue
+            finally:
+                self.shutdown(hand_back=True)
+        log.info("%s dispatcher stopped", self.name)
+
+    def shutdown(self, *, hand_back: bool = True) -> None:
+        """Hand back work not started; await running work up to ``drain_s``, then hand it back."""
+        if self._closed:
+            return
+        if self._thread is not None:
+            self._call(self._shutdown(hand_back=hand_back))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._closed = True
+        self._loop.close()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run_async(self, *, stop: threading.Event, until_idle: bool = False) -> None:
+        """Poll, log status now and then, nap ``poll_s`` or until a task finishes."""
+        next_status = 0.0
+        while not stop.is_set():
+            await self._poll()
+            if time.monotonic() >= next_status:
+                log.info("status: %s", format_status(self.get_status()))
+                next_status = time.monotonic() + self.settings.dispatch.status_every_s
+            if until_idle and await self._idle():
+                break
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch.poll_s)
+
+    async def _poll(self) -> int:
+        self._wake.clear()
+        await self._write_back()
+        room = self._room()
+        if not any(n > 0 for n in room.values()):
+            return 0
+        sent = 0
+        for issue in await self._store(self.store.ready, sort=self.settings.beads.sort):
+            host = self._host_for(issue, room)
+            if host is None or not await self._claim(issue):
+                continue
+            room[host] -= 1
+            self._start(issue, host)
+            sent += 1
+            if not any(n > 0 for n in room.values()):
+                break
+        return sent
+
+    def _room(self) -> dict[str, int]:
+        """Issues each host may take now: free slots plus the local queue allowance."""
+        return {
+            name: gate.slots + self.queue_per_host - gate.active - gate.waiting()
+            for name, gate in self.slots.items()
+        }
+
+    def _host_for(self, issue: Issue, room: dict[str, int]) -> str | None:
+        try:
+            candidates = candidate_hosts(kind_of(issue, self.settings), self.settings)
+        except ConfigError as exc:
+            log.warning("%s: %s; left in the queue", issue.id, exc)
+            return None
+        down = [n for n in candidates if self.breaker.state(n) is CircuitState.OPEN]
+        return pick_host(candidates, room=room, down=down)
+
+    async def _claim(self, issue: Issue) -> bool:
+        try:
+            await self._store(self.store.claim, issue.id, actor=self.actor)
+        except ClaimConflict as exc:
+            log.info("%s: %s", issue.id, exc)
+            return False
+        return True
+
+    def _start(self, issue: Issue, host: str) -> None:
+        order = work_order(issue, kind=kind_of(issue, self.settings), host=host)
+        task = asyncio.create_task(self._run_bead(order), name=order.task_id)
+        task.add_done_callback(lambda _: self._wake.set())
+        self._tasks[issue.id] = task
+        log.info("%s → %s (p%s)", issue.id, host, order.priority)
+
+    async def _run_bead(self, order: WorkOrder) -> BeadResult:
+        async with self.slots[order.host].slot(order.priority):
+            self._running.add(order.bead_id)
+            try:
+                return await self._work(order)
+            finally:
+                self._running.discard(order.bead_id)
+
+    async def _work(self, order: WorkOrder) -> BeadResult:
+        if self._client is None:
+            self._client = AsyncLLMClient(self.settings, transport=self._transport)
+            self._fallback = CloudFallback(
+                self.settings.cloud, ledger=MemorySpendLedger(), async_client=self._client
+            )
+        host = self.settings.host(order.host)
+        prompt = build_prompt(order.bead, kind=order.kind, max_chars=host.max_prompt_chars)
+        completion = await acomplete_with_fallback(
+            self._client,
+            self._fallback,
+            order.host,
+            prompt.text,
+            retry=self.settings.retry,
+            breaker=self.breaker,
+            tags=order.tags(),
+        )
+        return bead_result(order, completion, truncated=prompt.truncated)
+
+    async def _write_back(self, *, hand_back_cancelled: bool = True) -> None:
+        """Write the outcome of every finished task into Beads (cancelled ones are handed back)."""
+        for bead, task in list(self._tasks.items()):
+            if not task.done():
+                continue
+            del self._tasks[bead]
+            if task.cancelled():
+                if hand_back_cancelled:
+                    note = "dispatcher stopped before the task finished"
+                    await self._store(hand_back, self.store, bead, note=note, actor=self.actor)
+            elif (exc := task.exception()) is not None:
+                reason = str(exc) or type(exc).__name__
+                await self._store(record_failure, self.store, bead, reason=reason, actor=self.actor)
+            else:
+                await self._store(record_success, self.store, task.result(), actor=self.actor)
+
+    async def _idle(self) -> bool:
+        if self._tasks:
+            return False
+        return not await self._store(self.store.ready, sort=self.settings.beads.sort)
+
+    async def _shutdown(self, *, hand_back: bool) -> None:
+        waiting = [t for b, t in self._tasks.items() if b not in self._running and not t.done()]
+        for task in waiting:
+            task.cancel()
+        running = [t for b, t in self._tasks.items() if b in self._running]
+        if running:
+            log.info("waiting up to %.0fs for %d running task(s)", self.drain_s, len(running))
+            await asyncio.wait(running, timeout=self.drain_s)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._write_back(hand_back_cancelled=hand_back)
+        if self._client is not None:
+            await self._client.aclose()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A Beads call in a worker thread, one at a time (the store is not async)."""
+        async with self._store_lock:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the asyncio dispatcher is shut down")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="ygg-asyncio", daemon=True
+            )
+            self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._submit(coro).result()

@@ -1,0 +1,200 @@
+"""The legacy dispatcher: one thread per agent type, as the seed ran it (comparison and rollback).
+
+Faithful to the old design, limits included: a ``ThreadPoolExecutor(max_workers=3)``, one agent
+per task kind (code, text, reasoning), each agent bound to the first host serving its kind and
+running **one task at a time**, whatever that host's GPU slots. Each poll first writes back what
+finished, then walks the ready issues oldest first (no priority); an issue whose agent is busy
+waits for a later poll. It shares the Beads store, the claim, the outcome writes and the LLM
+client (with its retry policy and cloud fallback) with the other dispatchers.
+
+The helpers :func:`work_order` and :func:`bead_result` are the in-process equivalents of what the
+Celery dispatcher sends and its workers return; the asyncio dispatcher uses them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+
+from yggcelery.beads import BeadsStore, Issue
+from yggcelery.cloud import CloudFallback, MemorySpendLedger
+from yggcelery.dispatch.base import Dispatcher, HostStatus, empty_queued
+from yggcelery.errors import ClaimConflict
+from yggcelery.llm import Completion, LLMClient, complete_with_fallback, get_client
+from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
+from yggcelery.prompt import bead_fields, build_prompt
+from yggcelery.routing import beads_priority, kind_of, task_id
+from yggcelery.settings import Settings
+from yggcelery.work import WorkOrder
+
+log = logging.getLogger(__name__)
+
+#: The old design's agents, one per task kind.
+AGENT_KINDS = ("code", "text", "reasoning")
+
+
+def service_s_of(issue: Issue) -> float | None:
+    """The simulated service time a benchmark bead asks for (``metadata.ygg.service_s``)."""
+    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
+    ygg = meta.get("ygg")
+    value = ygg.get("service_s") if isinstance(ygg, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def work_order(issue: Issue, *, kind: str, host: str, attempt: int = 1) -> WorkOrder:
+    """The dispatch attempt of ``issue`` on ``host``, as the Celery dispatcher would send it."""
+    return WorkOrder(
+        bead=bead_fields(issue),
+        kind=kind,
+        host=host,
+        priority=beads_priority(issue),
+        attempt=attempt,
+        task_id=task_id(issue.id, attempt),
+        service_s=service_s_of(issue),
+    )
+
+
+def bead_result(order: WorkOrder, completion: Completion, *, truncated: bool) -> BeadResult:
+    """The outcome of ``order`` to write into Beads."""
+    return BeadResult(
+        bead=order.bead_id,
+        task_id=order.task_id,
+        kind=order.kind,
+        host=completion.host,
+        model=completion.model,
+        text=completion.text,
+        prompt_tokens=completion.prompt_tokens or 0,
+        completion_tokens=completion.completion_tokens or 0,
+        total_s=completion.total_s,
+        via_cloud=completion.via_cloud,
+        cost_usd=completion.cost_usd,
+        prompt_truncated=truncated,
+    )
+
+
+def record_outcome(store: BeadsStore, bead: str, future: Future[BeadResult], *, actor: str) -> None:
+    """Write a finished attempt into Beads: close with the result, or block with the error."""
+    try:
+        result = future.result()
+    except Exception as exc:  # any failure of the work blocks the bead with its reason
+        log.debug("%s failed", bead, exc_info=True)
+        record_failure(store, bead, reason=str(exc) or type(exc).__name__, actor=actor)
+    else:
+        record_success(store, result, actor=actor)
+
+
+class LegacyDispatcher(Dispatcher):
+    """Three agents, one task each, FIFO; see the module docstring."""
+
+    name = "legacy"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BeadsStore,
+        *,
+        client: LLMClient | None = None,
+        drain_s: float = 30.0,
+    ) -> None:
+        super().__init__(settings, store)
+        self.client = client or get_client(settings)
+        self.fallback = CloudFallback(
+            settings.cloud, ledger=MemorySpendLedger(), client=self.client
+        )
+        #: Agent (task kind) → the host it sends to: the first host serving that kind.
+        self.agents = {k: hosts[0] for k in AGENT_KINDS if (hosts := settings.hosts_for(k))}
+        self.drain_s = drain_s
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ygg-legacy")
+        #: Agent → (its running work, the bead id).
+        self._busy: dict[str, tuple[Future[BeadResult], str]] = {}
+        #: Ready issues skipped in the last poll, per host and priority (for get_status).
+        self._waiting: dict[str, dict[str, int]] = {}
+
+    def poll(self) -> int:
+        self._collect()
+        waiting: dict[str, dict[str, int]] = {h: empty_queued() for h in self.settings.hosts}
+        sent = 0
+        for issue in self.store.ready(sort="oldest"):
+            agent = self._agent_for(issue)
+            if agent is None:
+                continue
+            if agent in self._busy:
+                waiting[self.agents[agent]][f"p{beads_priority(issue)}"] += 1
+                continue
+            sent += self._start(agent, issue)
+        self._waiting = waiting
+        return sent
+
+    def _agent_for(self, issue: Issue) -> str | None:
+        kind = kind_of(issue, self.settings)
+        agent = kind if kind in self.agents else self.settings.routing.default_kind
+        if agent not in self.agents:
+            log.warning("%s: no agent for kind %r; left in the queue", issue.id, kind)
+            return None
+        return agent
+
+    def _start(self, agent: str, issue: Issue) -> int:
+        try:
+            self.store.claim(issue.id, actor=self.actor)
+        except ClaimConflict as exc:
+            log.info("%s: %s", issue.id, exc)
+            return 0
+        order = work_order(issue, kind=kind_of(issue, self.settings), host=self.agents[agent])
+        self._busy[agent] = (self._pool.submit(self._work, order), issue.id)
+        log.info("%s → %s agent on %s", issue.id, agent, order.host)
+        return 1
+
+    def _work(self, order: WorkOrder) -> BeadResult:
+        """One task, on an agent thread: prompt, model call with retries and fallback, result."""
+        host = self.settings.host(order.host)
+        prompt = build_prompt(order.bead, kind=order.kind, max_chars=host.max_prompt_chars)
+        completion = complete_with_fallback(
+            self.client,
+            self.fallback,
+            order.host,
+            prompt.text,
+            retry=self.settings.retry,
+            tags=order.tags(),
+        )
+        return bead_result(order, completion, truncated=prompt.truncated)
+
+    def _collect(self) -> None:
+        for agent, (future, bead) in list(self._busy.items()):
+            if future.done():
+                del self._busy[agent]
+                record_outcome(self.store, bead, future, actor=self.actor)
+
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def get_status(self) -> dict[str, HostStatus]:
+        status: dict[str, HostStatus] = {}
+        for name, host in self.settings.hosts.items():
+            agents = [a for a, h in self.agents.items() if h == name]
+            active = sum(1 for a in agents if a in self._busy)
+            status[name] = HostStatus(
+                slots=host.slots,
+                active=active,
+                available_slots=len(agents) - active,
+                queued=self._waiting.get(name, empty_queued()),
+                online=True,
+            )
+        return status
+
+    def shutdown(self, *, hand_back: bool = True) -> None:
+        """Wait up to ``drain_s`` for running work and record it; hand back what is still out."""
+        futures = [future for future, _ in self._busy.values()]
+        if futures:
+            log.info("waiting up to %.0fs for %d running task(s)", self.drain_s, len(futures))
+            wait_futures(futures, timeout=self.drain_s)
+        self._collect()
+        for _, bead in self._busy.values():
+            if hand_back:
+                _hand_back(self.store, bead, actor=self.actor)
+        self._busy.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _hand_back(store: BeadsStore, bead: str, *, actor: str) -> None:
+    hand_back(store, bead, note="dispatcher stopped before the task finished", actor=actor)
