@@ -57,6 +57,7 @@ def _register() -> None:
     # Each area's commands, in the order `ygg --help` lists them.
     from yggcelery import commands
     from yggcelery.beads.cli import beads
+    from yggcelery.bench.cli import bench
     from yggcelery.sim.cli import sim
 
     for command in (commands.loop, commands.worker, commands.beat, commands.status,
@@ -64,6 +65,7 @@ def _register() -> None:
         cli.add_command(command)
     cli.add_command(beads)
     cli.add_command(sim)
+    cli.add_command(bench)
 
 
 _register()
