@@ -1,0 +1,124 @@
+"""The model client against the simulator (SimFleet): real Ollama/OpenAI-shaped HTTP servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from yggcelery.cloud import CloudFallback, MemorySpendLedger
+from yggcelery.errors import HostBusy, HostRejected, HostUnavailable, TransientError
+from yggcelery.llm import Completion, LLMClient, TaskTags, complete_with_fallback
+from yggcelery.settings import Dialect, RetrySettings, Settings, load_settings
+from yggcelery.sim import SimFleet, SimHostConfig
+
+PROMPT = "What is the capital of France?"
+SCALE = 0.01  # a simulated second lasts 10 ms
+
+
+def config(name: str, model: str, dialect: Dialect) -> SimHostConfig:
+    """One simulated host with a single slot and no queue, so a second request gets 503."""
+    return SimHostConfig(
+        name=name, model=model, slots=1, max_queue=0, time_scale=SCALE, dialect=dialect
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[SimFleet]:
+    hosts = [config("olla", "llama3.1:8b", "ollama"), config("oai", "qwen2.5:7b", "openai")]
+    with SimFleet(hosts) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(fleet: SimFleet) -> Settings:
+    for host in fleet:
+        host.reset()
+    return load_settings(hosts=fleet.host_overrides())
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[LLMClient]:
+    with LLMClient(settings) as llm:
+        yield llm
+
+
+def wait_until_busy(fleet: SimFleet, name: str) -> None:
+    """Poll the sim until ``name`` has a request decoding (no assertion on how long it takes)."""
+    while fleet[name].status()["busy_slots"] < 1:
+        time.sleep(0.01)
+
+
+def test_ollama_dialect_returns_text_tokens_and_timings(client: LLMClient, fleet: SimFleet) -> None:
+    """The sim's Ollama answer gives text, token counts and the three timings."""
+    tags = TaskTags(bead="bd-3", priority=1, kind="code")
+    answer = client.complete("olla", PROMPT, max_tokens=20, tags=tags)
+    assert answer.text.startswith("[llama3.1:8b] simulated answer to: What is the capital")
+    assert answer.prompt_tokens and answer.completion_tokens == 20
+    assert None not in (answer.load_s, answer.prompt_eval_s, answer.eval_s)
+    assert answer.eval_s and answer.eval_s > 0
+    (record,) = fleet["olla"].records()
+    assert (record["bead"], record["priority"], record["kind"]) == ("bd-3", 1, "code")
+
+
+def test_openai_dialect_returns_text_and_tokens(client: LLMClient, fleet: SimFleet) -> None:
+    """The sim's OpenAI answer gives text and usage; the service time header is honoured."""
+    answer = client.complete("oai", PROMPT, max_tokens=12, tags=TaskTags(service_s=3.0))
+    assert answer.text.startswith("[qwen2.5:7b] simulated answer to:")
+    assert answer.prompt_tokens and answer.completion_tokens == 12
+    assert fleet["oai"].records()[0]["service_s"] == 3.0
+
+
+def test_full_queue_answers_503_which_is_host_busy(client: LLMClient, fleet: SimFleet) -> None:
+    """One slot, no queue: a second request while the first decodes is HostBusy (503)."""
+    results: list[Completion] = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            client.complete("olla", PROMPT, tags=TaskTags(service_s=100.0))
+        )
+    )
+    first.start()
+    try:
+        wait_until_busy(fleet, "olla")
+        with pytest.raises(HostBusy) as caught:
+            client.complete("olla", PROMPT)
+    finally:
+        first.join()
+    assert isinstance(caught.value, TransientError) and caught.value.status == 503
+    assert "host olla: HTTP 503" in str(caught.value) and "server busy" in str(caught.value)
+    assert len(results) == 1 and fleet["olla"].status()["rejected"] == 1
+
+
+@pytest.mark.parametrize("name", ["olla", "oai"])
+def test_unknown_model_is_rejected_naming_host_and_404(fleet: SimFleet, name: str) -> None:
+    """Asking for a model the host does not serve: HostRejected (permanent), host and 404 named."""
+    hosts = {
+        n: h.model_copy(update={"model": "nope:1b"}) for n, h in fleet.host_overrides().items()
+    }
+    with LLMClient(load_settings(hosts=hosts)) as client, pytest.raises(HostRejected) as caught:
+        client.complete(name, PROMPT)
+    assert caught.value.status == 404 and caught.value.host == name
+    assert str(caught.value).startswith(f"host {name}: HTTP 404") and "nope" in str(caught.value)
+
+
+def test_host_down_is_host_unavailable_then_the_cloud_answers() -> None:
+    """A downed sim host refuses connections: HostUnavailable, and the policy uses the cloud."""
+    hosts = [config("down", "llama3.1:8b", "ollama"), config("cloudy", "gpt-4o-mini", "openai")]
+    with SimFleet(hosts) as fleet:
+        overrides = fleet.host_overrides()
+        cloud = {"url": overrides["cloudy"].base_url, "model": "gpt-4o-mini"}
+        settings = load_settings(hosts={"down": overrides["down"]}, cloud=cloud)
+        fleet["down"].down()
+        ledger = MemorySpendLedger()
+        with LLMClient(settings) as client:
+            with pytest.raises(HostUnavailable, match="host down: cannot reach"):
+                client.complete("down", PROMPT)
+            fallback = CloudFallback(settings.cloud, ledger=ledger, client=client)
+            retry = RetrySettings(max_retries=1, backoff_s=0)
+            answer = complete_with_fallback(client, fallback, "down", PROMPT, retry=retry)
+        assert (answer.host, answer.via_cloud) == ("cloud", True)
+        assert answer.text.startswith("[gpt-4o-mini] simulated answer")
+        assert answer.cost_usd > 0 and ledger.spent_today() == answer.cost_usd
+        assert len(fleet["cloudy"].records()) == 1
