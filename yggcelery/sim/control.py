@@ -65,8 +65,11 @@ class RequestRecord:
     slot: int | None = None
     #: HTTP status answered; None when the request was aborted (host went down) or hangs.
     status: int | None = None
-    #: Simulated service seconds it was given.
+    #: Simulated service seconds it was given, and the real seconds that took (x time_scale).
     service_s: float | None = None
+    real_service_s: float | None = None
+    #: Injected latency (simulated seconds) it waited before queueing.
+    latency_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

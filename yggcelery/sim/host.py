@@ -4,7 +4,7 @@ It speaks Ollama (``/api/chat``, ``/api/generate``, ``/api/tags``, ``/api/ps``, 
 and OpenAI (``/v1/chat/completions``, ``/v1/models``), and has control endpoints:
 
     GET  /sim/status    busy slots, queue, served, busy slot-seconds, utilisation, max concurrency
-    GET  /sim/records   one row per model request (bead, priority, kind, times, slot, status)
+    GET  /sim/records   a list, one row per model request (bead, priority, kind, times, slot...)
     POST /sim/reset     zero the statistics and records
     POST /sim/fail      {"error_rate": f, "latency_s": f, "hang": b, "down": b, "down_for_s": f}
     POST /sim/heal      clear error_rate, latency_s and hang
@@ -218,7 +218,8 @@ class SimHost:
         if self.faults.error_rate and self._rng.random() < self.faults.error_rate:
             raise openai.server_error() if openai_api else ollama.error(500, ollama.RUNNER_STOPPED)
         if self.faults.latency_s:
-            await asyncio.sleep(self.faults.latency_s * self.config.time_scale)
+            record.latency_s = self.faults.latency_s
+            await asyncio.sleep(record.latency_s * self.config.time_scale)
         try:
             slot = await self.pool.acquire()
         except QueueFull:
@@ -241,6 +242,7 @@ class SimHost:
         if service_s is None:
             service_s = config.service_s(kind=record.kind, output_tokens=req.output_tokens)
         record.slot, record.started, record.service_s = slot, time.time(), service_s
+        record.real_service_s = service_s * config.time_scale
         record.model = req.model
         return Plan(
             req=req,
@@ -278,9 +280,7 @@ class SimHost:
         return web.json_response(self._status())
 
     async def _http_records(self, _: web.Request) -> web.Response:
-        rows = [r.to_dict() for r in self._records]
-        meta = {"host": self.name, "slots": self.config.slots, "time_scale": self.config.time_scale}
-        return web.json_response({**meta, "records": rows})
+        return web.json_response([r.to_dict() for r in self._records])
 
     async def _http_reset(self, _: web.Request) -> web.Response:
         self._reset()

@@ -178,6 +178,8 @@ def _go_syntax_error(exc: json.JSONDecodeError) -> str:
     if exc.pos >= len(exc.doc) or exc.msg.startswith("Unterminated string"):
         return "unexpected EOF"
     char = exc.doc[exc.pos]
+    if exc.msg == "Expecting value" and char in _LITERALS:
+        return _bad_literal(exc.doc[exc.pos :], _LITERALS[char])
     where = {
         "Expecting property name enclosed in double quotes": (
             "looking for beginning of object key string"
@@ -188,6 +190,20 @@ def _go_syntax_error(exc: json.JSONDecodeError) -> str:
     if exc.msg.startswith("Invalid control character"):
         where = "in string literal"
     return f"invalid character {_go_quote(char)} {where}"
+
+
+_LITERALS = {"n": "null", "t": "true", "f": "false"}
+
+
+def _bad_literal(text: str, literal: str) -> str:
+    """Go's message for a broken ``null``/``true``/``false`` at the start of ``text``."""
+    for index, expected in enumerate(literal):
+        if index >= len(text):
+            return "unexpected EOF"
+        if text[index] != expected:
+            bad, want = _go_quote(text[index]), _go_quote(expected)
+            return f"invalid character {bad} in literal {literal} (expecting {want})"
+    return f"invalid character {_go_quote(text[len(literal)])} after top-level value"
 
 
 def _after_element(doc: str, pos: int) -> str:
