@@ -155,6 +155,7 @@ def bench(  # noqa: PLR0917 (click passes options positionally)
 ) -> None:
     """Legacy vs asyncio vs Celery against the theoretical bound; JSON and PNGs in bench/results."""
     settings = ctx.find_root().obj.settings
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     scale = time_scale or (QUICK_TIME_SCALE if quick else FULL_TIME_SCALE)
     chosen = scenarios or (QUICK_SCENARIOS if quick else tuple(SCENARIOS))
     report = run_suite(

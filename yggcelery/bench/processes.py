@@ -114,10 +114,16 @@ class DispatcherProcess:
             raise RuntimeError(f"dispatcher {self.name} did not start:\n{self.log_tail()}")
         self._startup = (float(line[1]), int(line[2]))
 
-    def go(self) -> None:
+    def go(self) -> float:
+        """Tell the dispatcher to start; the wall-clock time its loop began."""
         assert self.proc is not None and self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "started":
+            raise RuntimeError(f"dispatcher {self.name} did not start:\n{self.log_tail()}")
+        return float(line[1])
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

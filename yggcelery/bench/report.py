@@ -91,7 +91,10 @@ def table(report: dict[str, Any]) -> Table:
 
 
 def print_table(report: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(table(report))
+    if console is None:
+        console = Console()
+        console.width = max(console.width, 130)  # a pipe gets 80 columns: too few for the table
+    console.print(table(report))
 
 
 def timeline_png(run: dict[str, Any], *, slots: dict[str, int], title: str, path: Path) -> Path:

@@ -3,8 +3,9 @@
 Settings come from ``$YGG_CONFIG`` (the runner writes one per run). The process builds its
 dispatcher, prints ``ready <cpu_s> <ctx_switches>`` (its usage so far, so the runner can subtract
 start-up costs), waits for a line on stdin (the runner's "go", sent once the scenario's first
-beads are in Beads), then runs the dispatcher's own loop until SIGTERM, which hands back
-anything not finished, as ``ygg loop`` does.
+beads are in Beads), prints ``started <time.time()>`` (the scenario's t0: start-up and pipe
+delays are not the dispatcher's schedule), then runs the dispatcher's own loop until SIGTERM,
+which hands back anything not finished, as ``ygg loop`` does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import resource
 import sys
+import time
 
 from yggcelery.beads import open_store
 from yggcelery.dispatch import make_dispatcher
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stdin.readline():
         dispatcher.shutdown(hand_back=True)
         return 1
+    print(f"started {time.time():.6f}", flush=True)
     dispatcher.run()
     return 0
 

@@ -143,8 +143,7 @@ def _feed(
     first = min(t.arrival_s for t in scenario.tasks)
     later = sorted((t for t in scenario.tasks if t.arrival_s > first), key=lambda t: t.arrival_s)
     tasks = {_create(store, t, actor=actor): t for t in scenario.tasks if t.arrival_s == first}
-    proc.go()
-    t0 = time.time()
+    t0 = proc.go()
     arrivals = dict.fromkeys(tasks, t0)
     deadline = t0 + (scenario.total_service_s + options.slack_sim_s) * scale + 60.0
     check_s = max(0.5 * scale, 0.05)
