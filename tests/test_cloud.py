@@ -12,7 +12,7 @@ import redis
 
 from yggcelery.cloud import CloudFallback, MemorySpendLedger, RedisSpendLedger, SpendLedger
 from yggcelery.errors import CloudBudgetExceeded, HostRejected, HostUnavailable, TransientError
-from yggcelery.llm import Completion, LLMClient, TaskTags, complete_with_fallback
+from yggcelery.llm import Completion, LLMClient, TaskTags, build_request, complete_with_fallback
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
 from yggcelery.localredis import RedisServer, free_port
 from yggcelery.settings import Settings, load_settings
@@ -158,6 +158,7 @@ def test_the_api_key_appears_in_no_log_result_error_or_repr(
         answer = complete_with_fallback(client, fallback, "h1", "p", retry=settings.retry)
         seen += [json.dumps(answer.to_dict()), repr(answer), repr(fallback), repr(client)]
         seen += [repr(settings), repr(settings.cloud), repr(fallback.host)]
+        seen += [repr(build_request("cloud", fallback.host, "p")), repr(ledger)]
         cloud.script(Reply(status=401, body={"error": f"Incorrect API key provided: {KEY}"}))
         with pytest.raises(HostRejected) as caught:
             fallback.complete("p")
