@@ -1,0 +1,27 @@
+"""Beads: the issue queue yggcelery turns into LLM work.
+
+The model (:class:`Issue`), the readiness rules of ``bd ready`` (:func:`ready`), and two stores
+behind one protocol (:class:`BeadsStore`): :class:`JsonlStore` for a plain ``issues.jsonl`` and
+:class:`BdCliStore` for bd 1.x workspaces. :func:`open_store` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+from yggcelery.beads.bdcli import BdCliStore
+from yggcelery.beads.jsonl import JsonlStore
+from yggcelery.beads.model import Comment, Dependency, Issue
+from yggcelery.beads.ready import ready
+from yggcelery.beads.store import BeadsStore, open_store
+from yggcelery.settings import SortOrder
+
+__all__ = [
+    "BdCliStore",
+    "BeadsStore",
+    "Comment",
+    "Dependency",
+    "Issue",
+    "JsonlStore",
+    "SortOrder",
+    "open_store",
+    "ready",
+]

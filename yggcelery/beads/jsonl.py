@@ -1,0 +1,240 @@
+"""``JsonlStore``: the embedded default store, one ``.beads/issues.jsonl`` file.
+
+Reads every era of the format (tombstones, ``_type`` memory lines, integer or UUID comment ids,
+any offset, ``": "`` separators). A read is cached on the file's ``(mtime_ns, size, inode)``, so
+asking again for an unchanged file parses nothing.
+
+A write takes a file lock (``issues.jsonl.lock``), reads the file again and compares its bytes
+with what it parsed before (a stat key can repeat within one timestamp tick), edits the one line
+it changes and writes the whole file atomically: a temporary file in the same folder, fsync,
+rename, fsync of the folder. Every other line keeps its bytes and its place, memory lines and bad
+lines included, so two processes closing different issues lose neither update and a claim is
+atomic across processes. Writers that ignore the lock (bd itself, an editor) can still race it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from yggcelery.beads import edits
+from yggcelery.beads.model import Comment, Issue, utc_now
+from yggcelery.beads.ready import DELETED_STATUS
+from yggcelery.beads.snapshot import Snapshot, StatKey, add_line, gc_paused, parse
+from yggcelery.errors import BeadsFormatError, IssueNotFound
+from yggcelery.settings import SortOrder
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for another process's write before giving up.
+LOCK_TIMEOUT_S = 60.0
+_NEW_FILE_MODE = 0o644
+
+
+class JsonlStore:
+    """A :class:`~yggcelery.beads.store.BeadsStore` over one JSONL file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = LOCK_TIMEOUT_S):
+        self.path = Path(path)
+        self._file_lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
+        self._mutex = threading.RLock()
+        self._snap: Snapshot | None = None
+
+    def __repr__(self) -> str:
+        snap = self._snap
+        issues = len(snap.heads) if snap else "?"
+        problems = len(snap.problems) if snap else 0
+        return f"<JsonlStore {self.path} issues={issues} problems={problems}>"
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @property
+    def problems(self) -> list[BeadsFormatError]:
+        return list(self._snap.problems) if self._snap else []
+
+    def list_issues(self) -> list[Issue]:
+        snap = self._read()
+        with gc_paused():
+            issues = [snap.issue(line) for line in sorted(snap.heads)]
+        return [issue for issue in issues if issue is not None]
+
+    def ready(self, sort: SortOrder = "priority") -> list[Issue]:
+        snap = self._read()
+        chosen = snap.readiness.pick(sort=sort)
+        with gc_paused():
+            issues = [snap.issue_by_id(str(head.id)) for head in chosen]
+        return [issue for issue in issues if issue is not None]
+
+    def get(self, issue_id: str) -> Issue:
+        issue = self._read().issue_by_id(issue_id)
+        if issue is None:
+            raise IssueNotFound(issue_id, str(self.path))
+        return issue
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def claim(self, issue_id: str, *, actor: str) -> Issue:
+        return self._edit(issue_id, lambda obj, now: edits.claim(obj, actor, now))
+
+    def set_status(
+        self, issue_id: str, status: str, *, note: str | None = None, actor: str
+    ) -> Issue:
+        return self._edit(issue_id, lambda obj, now: edits.set_status(obj, status, note, now))
+
+    def reopen(self, issue_id: str, *, note: str | None = None, actor: str) -> Issue:
+        return self._edit(issue_id, lambda obj, now: edits.reopen(obj, note))
+
+    def close(self, issue_id: str, *, reason: str, actor: str) -> Issue:
+        return self._edit(issue_id, lambda obj, now: edits.close(obj, reason, now))
+
+    def add_comment(self, issue_id: str, text: str, *, author: str) -> Comment:
+        added: list[dict[str, Any]] = []
+
+        def add(obj: edits.Obj, now: datetime) -> bool:
+            added.append(edits.comment(obj, text, author, now))
+            return True
+
+        self._edit(issue_id, add)
+        return Comment.model_validate(added[0])
+
+    def create(
+        self,
+        title: str,
+        *,
+        priority: int = 2,
+        issue_type: str = "task",
+        labels: Sequence[str] = (),
+        description: str = "",
+        design: str = "",
+        acceptance_criteria: str = "",
+        metadata: Any = None,
+        depends_on: Sequence[str] = (),
+        actor: str,
+    ) -> Issue:
+        fields = {"priority": priority, "issue_type": issue_type, "description": description,
+                  "design": design, "acceptance_criteria": acceptance_criteria,
+                  "metadata": metadata}  # fmt: skip
+        with self._writing() as snap:
+            for target in depends_on:
+                if target not in snap.index:
+                    raise IssueNotFound(target, str(self.path))
+            issue_id = edits.new_id(edits.id_prefix(snap.index), title, snap.index)
+            obj = edits.new_issue(issue_id, title, fields=fields, labels=labels,
+                                  depends_on=depends_on, actor=actor, now=utc_now())  # fmt: skip
+            lines = list(snap.lines)
+            at = len(lines) - 1 if lines and lines[-1] == b"" else len(lines)
+            lines.insert(at, edits.dumps(obj))
+            self._commit(snap, lines, changed=at, inserted=True)
+        return self.get(issue_id)
+
+    # -- machinery -----------------------------------------------------------------------------
+
+    def _edit(self, issue_id: str, change: Callable[[edits.Obj, datetime], bool]) -> Issue:
+        """Apply ``change`` to the issue's line under the lock; write only if it changed."""
+        with self._writing() as snap:
+            line = snap.index.get(issue_id)
+            if line is None or snap.heads[line].status == DELETED_STATUS:
+                raise IssueNotFound(issue_id, str(self.path))
+            raw = snap.lines[line]
+            obj = json.loads(raw)
+            now = utc_now()
+            if change(obj, now):
+                edits.touch(obj, now)
+                ending = raw[len(raw.rstrip(b"\r")) :]
+                lines = list(snap.lines)
+                lines[line] = edits.dumps(obj) + ending
+                self._commit(snap, lines, changed=line)
+        return self.get(issue_id)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Snapshot]:
+        """Hold both locks and yield the file exactly as it is on disk now."""
+        with self._mutex, self._file_lock:
+            content = self._read_bytes()
+            snap = self._snap
+            if snap is None or len(content) != sum(map(len, snap.lines)) + len(snap.lines) - 1:
+                snap = parse(self.path, content, self._stat_key())
+            elif content != snap.content:
+                snap = parse(self.path, content, self._stat_key())
+            self._snap = snap
+            yield snap
+
+    def _commit(
+        self, snap: Snapshot, lines: list[bytes], *, changed: int, inserted: bool = False
+    ) -> None:
+        """Write ``lines`` atomically and cache them as the new snapshot, re-decoding one line."""
+        self._write_atomically(b"\n".join(lines))
+        fresh = Snapshot(path=self.path, key=self._stat_key(), lines=lines)
+
+        def moved(number: int) -> int:
+            return number + 1 if inserted and number >= changed else number
+
+        for number, head in snap.heads.items():
+            if inserted or number != changed:
+                fresh.heads[moved(number)] = head
+                if number in snap.models:
+                    fresh.models[moved(number)] = snap.models[number]
+        fresh.index = {str(head.id): number for number, head in fresh.heads.items()}
+        fresh.problems = [
+            BeadsFormatError(p.path, moved(p.line_no - 1) + 1, p.problem)
+            for p in snap.problems
+            if inserted or p.line_no != changed + 1
+        ]
+        add_line(fresh, changed, lines[changed])
+        self._snap = fresh
+
+    def _write_atomically(self, data: bytes) -> None:
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = self.path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _NEW_FILE_MODE
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _read(self) -> Snapshot:
+        """The cached snapshot, or a new one if the file changed since it was read."""
+        with self._mutex:
+            key = self._stat_key()
+            if self._snap is None or key is None or self._snap.key != key:
+                self._snap = parse(self.path, self._read_bytes(), key)
+            return self._snap
+
+    def _read_bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def _stat_key(self) -> StatKey | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
