@@ -54,7 +54,8 @@ def test_ollama_chat_answers_with_counts_and_durations(olm: ollama.Client) -> No
         options={"num_predict": 50},
     )
     assert reply.done and reply.done_reason == "stop"
-    assert MODEL in reply.message.content and "Fix the flaky login" in reply.message.content
+    content = reply.message.content or ""
+    assert MODEL in content and "Fix the flaky login" in content
     assert reply.eval_count == 50 and (reply.prompt_eval_count or 0) >= 1
     assert reply.prompt_eval_duration == 2_000_000_000  # the text kind's 2 s prefill
     assert reply.eval_duration == 1_000_000_000  # 50 tokens x 0.02 s
@@ -77,7 +78,7 @@ def test_ollama_generate_streams_and_not(olm: ollama.Client) -> None:
     """``/api/generate`` answers whole with ``stream=False`` and in pieces with ``stream=True``."""
     whole = olm.generate(model=MODEL, prompt="why is the sky blue", stream=False)
     pieces = list(olm.generate(model=MODEL, prompt="why is the sky blue", stream=True))
-    assert whole.response == "".join(p.response for p in pieces)
+    assert whole.response == "".join(p.response or "" for p in pieces)
     assert "why is the sky blue" in whole.response
     assert whole.context and pieces[-1].done
 
