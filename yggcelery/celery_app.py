@@ -30,8 +30,9 @@ from kombu import Exchange, Queue
 from yggcelery.routing import PRIORITIES, broker_priority
 from yggcelery.settings import Settings, load_settings
 
-#: Queue of the cloud fallback's worker (``ygg worker cloud``).
+#: Queue of the cloud fallback's worker (``ygg worker cloud``), and its concurrency.
 CLOUD_QUEUE = "ygg-cloud"
+CLOUD_SLOTS = 4
 #: The Beads priority an unprioritised task is treated as (Beads' own default).
 UNPRIORITISED = 2
 

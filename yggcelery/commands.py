@@ -11,22 +11,19 @@ from rich.console import Console
 from rich.table import Table
 
 from yggcelery.cli import Context, pass_context
+from yggcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def worker_argv(ctx_settings: object, name: str, *, loglevel: str, pool: str) -> list[str]:
+def worker_argv(settings: Settings, name: str, *, loglevel: str, pool: str) -> list[str]:
     """The ``celery worker`` arguments for host ``name`` (or ``control`` / ``cloud``)."""
-    from yggcelery.celery_app import CLOUD_QUEUE
-    from yggcelery.dispatch.celery import CLOUD_INFLIGHT
-    from yggcelery.settings import Settings
+    from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS
 
-    assert isinstance(ctx_settings, Settings)
-    settings = ctx_settings
     if name == "control":
         queue, slots = settings.control_queue, 1
     elif name == "cloud":
-        queue, slots = CLOUD_QUEUE, CLOUD_INFLIGHT
+        queue, slots = CLOUD_QUEUE, CLOUD_SLOTS
     else:
         queue, slots = name, settings.host(name).slots
     return [

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from yggcelery.beads import BeadsStore, Issue
+if TYPE_CHECKING:
+    from yggcelery.beads import BeadsStore, Issue
 
 log = logging.getLogger(__name__)
 

@@ -29,15 +29,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, states
 
 from yggcelery import errors
-from yggcelery.beads import BeadsStore, Issue, open_store
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.settings import Settings
+
+if TYPE_CHECKING:
+    from yggcelery.beads import BeadsStore, Issue
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,8 @@ class Reconciler:
 
 def run_once(settings: Settings, app: Celery) -> ReconcileReport:
     """One reconcile pass with the configured store (beat's job and ``ygg reconcile --once``)."""
+    from yggcelery.beads import open_store
+
     return Reconciler(
         settings, app, open_store(settings), Ledger.from_settings(settings)
     ).run_once()

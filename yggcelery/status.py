@@ -9,14 +9,16 @@ online come from one ``inspect`` broadcast (``HOST@machine`` node names map to h
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from yggcelery.beads import BeadsStore
 from yggcelery.dispatch.base import HostStatus, empty_queued
 from yggcelery.routing import PRIORITIES, beads_priority
 from yggcelery.settings import Settings
+
+if TYPE_CHECKING:
+    from yggcelery.beads import BeadsStore
 
 
 def priority_keys(queue: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from functools import cache
 from typing import Any
 
 from yggcelery.breaker import CircuitBreaker, RedisBreakerState
@@ -66,9 +65,18 @@ class WorkerContext:
     ledger: Ledger
 
 
-@cache
+_contexts: dict[int, WorkerContext] = {}
+
+
 def worker_context(settings: Settings) -> WorkerContext:
     """The process's :class:`WorkerContext` (built on first use, after the pool forks)."""
+    ctx = _contexts.get(id(settings))
+    if ctx is None:
+        ctx = _contexts[id(settings)] = _build_context(settings)
+    return ctx
+
+
+def _build_context(settings: Settings) -> WorkerContext:
     client = get_client(settings)
     redis = redis_for(settings)
     breaker = CircuitBreaker(

@@ -16,10 +16,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar, TypedDict
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
-from yggcelery.beads import BeadsStore
 from yggcelery.settings import Settings
+
+if TYPE_CHECKING:
+    from yggcelery.beads import BeadsStore
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from yggcelery.beads import BeadsStore, Issue
-from yggcelery.celery_app import CLOUD_QUEUE, make_app
+from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS, make_app
 from yggcelery.dispatch.base import Dispatcher, HostStatus
 from yggcelery.errors import ClaimConflict
 from yggcelery.health import HostHealth
@@ -40,10 +39,11 @@ from yggcelery.settings import Settings
 from yggcelery.status import host_status
 from yggcelery.work import WorkOrder
 
+if TYPE_CHECKING:
+    from yggcelery.beads import BeadsStore, Issue
+
 log = logging.getLogger(__name__)
 
-#: Tasks kept in the cloud queue at once when the fallback is configured.
-CLOUD_INFLIGHT = 4
 _ACTIVE = (EntryState.CLAIMED, EntryState.SENT)
 
 
@@ -77,7 +77,7 @@ class CeleryDispatcher(Dispatcher):
     def capacity(self, host: str) -> int:
         """Tasks this host may have in the broker (queued or running) at once."""
         if host == CLOUD_QUEUE:
-            return CLOUD_INFLIGHT
+            return CLOUD_SLOTS
         return int(self.settings.hosts[host].slots * self.settings.dispatch.inflight_per_slot)
 
     def room(self) -> dict[str, int]:
