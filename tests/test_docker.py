@@ -14,10 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import redis
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the test extra
 
+from yggcelery.cli import cli
 from yggcelery.localredis import free_port, redis_executable, wait_for_port
 from yggcelery.settings import Settings, load_settings
 
@@ -114,6 +116,26 @@ def test_every_ygg_service_reads_the_mounted_settings() -> None:
         assert env["YGG_BROKER_URL"].endswith("@127.0.0.1:6379/0"), name
         assert env["YGG_RESULT_BACKEND"].endswith("@127.0.0.1:6379/1"), name
         assert svc["network_mode"] == "service:pod", name
+
+
+YGG_COMMANDS = sorted(
+    {
+        " ".join(svc["command"])
+        for svc in yaml.safe_load(COMPOSE.read_text())["services"].values()
+        if svc.get("image") == "yggcelery:local" and "command" in svc
+    }
+)
+
+
+@pytest.mark.parametrize("command_line", YGG_COMMANDS)
+def test_service_command_parses_with_the_ygg_cli(command_line: str) -> None:
+    """Each ygg service's command (after ENTRYPOINT ygg) is a ygg subcommand with valid flags."""
+    name, *args = command_line.split()
+    parent = click.Context(cli, info_name="ygg")
+    command = cli.get_command(parent, name)
+    assert command is not None, f"no `ygg {name}` command"
+    with command.make_context(name, args, parent=parent):
+        pass  # parsing alone rejects unknown flags and missing arguments
 
 
 def test_host_workers_stop_warmly() -> None:
