@@ -103,16 +103,17 @@ def test_no_host_is_sent_more_requests_than_it_has_slots(
 def test_a_new_p0_takes_the_next_free_slot_before_the_backlog(
     setup: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
-    """A p0 created after a p3 backlog started is the next to start on its host."""
+    """A p0 created after a p3 backlog was claimed is the next to start on its host."""
     fleet, settings, store = setup
     backlog = [add(store, "code", 3, service_s=20.0) for _ in range(6)]
     dispatcher = AsyncDispatcher(settings, store)
-    assert dispatcher.poll() == 2  # two slots: the rest of the backlog stays in Beads
-    assert store.get(backlog[2]).status == "open"
+    assert dispatcher.poll() == 4  # two slots and a local queue of two; the rest stays in Beads
+    assert sum(store.get(b).status == "open" for b in backlog) == 2
     urgent = add(store, "code", 0, service_s=5.0)
     dispatcher.run(until_idle=True)
     served = served_requests(records(fleet), beads=dict.fromkeys([*backlog, urgent], 3))
     assert start_order(served)[2] == urgent
+    assert all(store.get(b).status == "closed" for b in [*backlog, urgent])
 
 
 def test_p0_is_started_first_from_a_mixed_queue(

@@ -78,7 +78,7 @@ def run_one(
     with ExitStack() as stack:
         broker = None
         if dispatcher == "celery":
-            broker = stack.enter_context(RedisServer(data_dir=workdir / "redis")).url(0)
+            broker = stack.enter_context(RedisServer()).url(0)
         settings = run_settings(base, workdir=workdir, options=options, broker_url=broker)
         settings.beads.dir.mkdir(parents=True, exist_ok=True)
         store = JsonlStore(settings.beads.jsonl_path)

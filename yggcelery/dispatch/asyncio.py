@@ -7,10 +7,16 @@ and never blocks the loop; when a task finishes, the loop polls again at once, s
 is refilled without waiting for ``poll_s``.
 
 The backlog stays in Beads: an issue is claimed only when a host that serves it has a free slot
-(plus an optional short local queue, ``queue_per_host``), and the ready list is read by
-priority, so a new p0 is claimed by the next poll after a slot frees and never sits behind a
-long local queue. Beads calls run in a thread (one at a time), so a slow store (the ``bd``
-CLI) does not stall the HTTP calls in flight.
+or a place in its short local queue (``queue_per_host``, by default ``slots ×
+(inflight_per_slot − 1)``, the same budget the Celery dispatcher keeps in the broker). The
+local queue hides the Beads round trip (write back, read, claim) when a slot frees, and it cannot
+delay urgent work: the ready list is read by priority, a waiter of priority 0 takes the next free
+slot before any local waiter of priority 3, and when a host's queue is full a new, more urgent
+issue *bumps* the least urgent local waiter (handed back to Beads, never started) to take its
+place. So a p0 starts on the first slot that frees after it is ready.
+
+Beads calls run in a thread, one at a time, so a slow store (the ``bd`` CLI) does not stall the
+HTTP calls in flight.
 
 The loop runs in a thread of its own: :meth:`AsyncDispatcher.poll` (the sync interface) hands a
 ``_poll`` to it, and :meth:`AsyncDispatcher.run` drives the same loop shape as a coroutine there.
@@ -40,7 +46,7 @@ from yggcelery.errors import ClaimConflict, ConfigError
 from yggcelery.llm import AsyncLLMClient, acomplete_with_fallback
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.prompt import build_prompt
-from yggcelery.routing import candidate_hosts, kind_of, pick_host
+from yggcelery.routing import beads_priority, candidate_hosts, kind_of, pick_host
 from yggcelery.settings import Settings
 from yggcelery.work import WorkOrder
 
@@ -111,12 +117,16 @@ class AsyncDispatcher(Dispatcher):
         settings: Settings,
         store: BeadsStore,
         *,
-        queue_per_host: int = 0,
+        queue_per_host: int | None = None,
         drain_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(settings, store)
-        self.queue_per_host = queue_per_host
+        spare = settings.dispatch.inflight_per_slot - 1
+        self.queue = {
+            name: int(host.slots * spare) if queue_per_host is None else queue_per_host
+            for name, host in settings.hosts.items()
+        }
         self.drain_s = drain_s
         self.slots = {name: PrioritySlots(host.slots) for name, host in settings.hosts.items()}
         self.breaker = CircuitBreaker(
@@ -129,6 +139,11 @@ class AsyncDispatcher(Dispatcher):
         self._fallback: CloudFallback | None = None
         #: Bead id → its task, until the outcome is written into Beads.
         self._tasks: dict[str, asyncio.Task[BeadResult]] = {}
+        #: Bead id → (its work order, claim sequence number), while its task exists.
+        self._orders: dict[str, tuple[WorkOrder, int]] = {}
+        self._claims = itertools.count()
+        #: Beads taken out of the local queue for more urgent work, until handed back.
+        self._bumped: set[str] = set()
         #: Beads whose task holds a slot (the request is on the host).
         self._running: set[str] = set()
         self._wake = asyncio.Event()
@@ -209,9 +224,12 @@ class AsyncDispatcher(Dispatcher):
         sent = 0
         for issue in await self._store(self.store.ready, sort=self.settings.beads.sort):
             host = self._host_for(issue, room)
+            if host is None:
+                host = self._bump_for(issue)
+            elif room[host] > 0:
+                room[host] -= 1
             if host is None or not await self._claim(issue):
                 continue
-            room[host] -= 1
             self._start(issue, host)
             sent += 1
             if not any(n > 0 for n in room.values()):
@@ -221,18 +239,41 @@ class AsyncDispatcher(Dispatcher):
     def _room(self) -> dict[str, int]:
         """Issues each host may take now: free slots plus the local queue allowance."""
         return {
-            name: gate.slots + self.queue_per_host - gate.active - gate.waiting()
+            name: gate.slots + self.queue[name] - gate.active - gate.waiting()
             for name, gate in self.slots.items()
         }
 
-    def _host_for(self, issue: Issue, room: dict[str, int]) -> str | None:
+    def _candidates(self, issue: Issue) -> list[str]:
+        """The up hosts that serve ``issue``'s kind."""
         try:
             candidates = candidate_hosts(kind_of(issue, self.settings), self.settings)
         except ConfigError as exc:
             log.warning("%s: %s; left in the queue", issue.id, exc)
+            return []
+        return [n for n in candidates if self.breaker.state(n) is not CircuitState.OPEN]
+
+    def _host_for(self, issue: Issue, room: dict[str, int]) -> str | None:
+        return pick_host(self._candidates(issue), room=room)
+
+    def _bump_for(self, issue: Issue) -> str | None:
+        """Hand back the least urgent local waiter less urgent than ``issue``; its host, or None."""
+        candidates, priority = self._candidates(issue), beads_priority(issue)
+        waiters = [
+            (order.priority, seq, bead)
+            for bead, (order, seq) in self._orders.items()
+            if bead not in self._running
+            and not self._tasks[bead].done()
+            and not self._tasks[bead].cancelling()
+            and order.host in candidates
+            and order.priority > priority
+        ]
+        if not waiters:
             return None
-        down = [n for n in candidates if self.breaker.state(n) is CircuitState.OPEN]
-        return pick_host(candidates, room=room, down=down)
+        _, _, bead = max(waiters)
+        self._tasks[bead].cancel()  # handed back by the next write-back; it never started
+        self._bumped.add(bead)
+        log.info("%s (p%s) bumps %s from the local queue", issue.id, priority, bead)
+        return self._orders[bead][0].host
 
     async def _claim(self, issue: Issue) -> bool:
         try:
@@ -247,6 +288,7 @@ class AsyncDispatcher(Dispatcher):
         task = asyncio.create_task(self._run_bead(order), name=order.task_id)
         task.add_done_callback(lambda _: self._wake.set())
         self._tasks[issue.id] = task
+        self._orders[issue.id] = (order, next(self._claims))
         log.info("%s → %s (p%s)", issue.id, host, order.priority)
 
     async def _run_bead(self, order: WorkOrder) -> BeadResult:
@@ -282,8 +324,13 @@ class AsyncDispatcher(Dispatcher):
             if not task.done():
                 continue
             del self._tasks[bead]
+            self._orders.pop(bead, None)
             if task.cancelled():
-                if hand_back_cancelled:
+                if bead in self._bumped:
+                    self._bumped.discard(bead)
+                    note = "made way for more urgent work before it started"
+                    await self._store(hand_back, self.store, bead, note=note, actor=self.actor)
+                elif hand_back_cancelled:
                     note = "dispatcher stopped before the task finished"
                     await self._store(hand_back, self.store, bead, note=note, actor=self.actor)
             elif (exc := task.exception()) is not None:
