@@ -1,0 +1,146 @@
+"""Reconcile: every transition of `decide`, and passes against a real Redis result backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from celery import states
+
+from yggcelery.beads import Issue, JsonlStore
+from yggcelery.celery_app import make_app
+from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.outcomes import TASK_MARKER, BeadResult
+from yggcelery.reconcile import Action, Reconciler, decide
+from yggcelery.routing import task_id
+from yggcelery.settings import Settings, load_settings
+
+NOW = 1_000_000.0
+SETTINGS = load_settings()
+
+
+def entry(state: EntryState = EntryState.SENT, *, age_s: float = 1.0, failures: int = 0) -> Entry:
+    return Entry("bd-1", 1, task_id("bd-1", 1), "skadi-code", "code", 1, state, NOW - age_s, failures)
+
+
+def issue(status: str = "in_progress", assignee: str | None = "ygg") -> Issue:
+    return Issue.model_validate(
+        {"id": "bd-1", "title": "t", "status": status, "assignee": assignee,
+         "created_at": "2026-01-01T00:00:00Z"}
+    )  # fmt: skip
+
+
+def failure(exc_type: str) -> dict[str, Any]:
+    return {"status": states.FAILURE, "result": {"exc_type": exc_type, "exc_message": ["boom"]}}
+
+
+def act(e: Entry, i: Issue | None, meta: dict[str, Any] | None, *, in_broker: bool | None = True) -> Action:
+    return decide(e, i, meta, in_broker=in_broker, now=NOW, settings=SETTINGS).action
+
+
+def test_success_closes_and_a_person_closing_first_wins() -> None:
+    """SUCCESS on our claimed issue closes it; on an issue a person changed, it is dropped."""
+    assert act(entry(), issue(), {"status": states.SUCCESS}) is Action.CLOSE
+    assert act(entry(), issue("closed"), {"status": states.SUCCESS}) is Action.FORGET
+
+
+def test_permanent_failure_blocks_transient_failure_requeues_until_the_cap() -> None:
+    """HostRejected blocks at once; HostBusy requeues, and blocks on the last allowed attempt."""
+    assert act(entry(), issue(), failure("HostRejected")) is Action.BLOCK
+    assert act(entry(), issue(), failure("HostBusy")) is Action.REQUEUE
+    last = entry(failures=SETTINGS.retry.max_attempts - 1)
+    assert act(last, issue(), failure("HostBusy")) is Action.BLOCK
+    assert act(entry(), issue(), failure("TimeLimitExceeded")) is Action.REQUEUE
+    assert act(entry(), issue(), failure("TaskCrashed")) is Action.BLOCK
+
+
+def test_unknown_exception_blocks_rather_than_loops() -> None:
+    """A bug in a task (KeyError) is permanent: the bead is blocked with the reason."""
+    assert act(entry(), issue(), failure("KeyError")) is Action.BLOCK
+
+
+def test_person_closing_or_reopening_a_queued_issue_revokes_its_task() -> None:
+    """Closed, reopened or reassigned by a person while queued: revoke; deleted: revoke."""
+    assert act(entry(), issue("closed"), None) is Action.REVOKE
+    assert act(entry(), issue("open", None), None) is Action.REVOKE
+    assert act(entry(), issue("in_progress", "alice"), None) is Action.REVOKE
+    assert act(entry(), None, None) is Action.REVOKE
+
+
+def test_lost_task_is_requeued_only_after_the_timeout_and_only_if_nowhere() -> None:
+    """No message, no result, older than lost_after_s: requeue; in the broker or young: wait."""
+    old = SETTINGS.timeouts.lost_after_s + 1
+    assert act(entry(age_s=old), issue(), None, in_broker=False) is Action.REQUEUE
+    assert act(entry(age_s=old), issue(), None, in_broker=True) is Action.WAIT
+    assert act(entry(age_s=5), issue(), None, in_broker=False) is Action.WAIT
+    capped = entry(age_s=old, failures=SETTINGS.retry.max_attempts - 1)
+    assert act(capped, issue(), None, in_broker=False) is Action.BLOCK
+
+
+def test_claimed_but_never_sent_is_handed_back_after_the_grace() -> None:
+    """A dispatcher that died between claim and send leaves work reconcile hands back."""
+    assert act(entry(EntryState.CLAIMED, age_s=5), issue(), None) is Action.WAIT
+    assert act(entry(EntryState.CLAIMED, age_s=120), issue(), None) is Action.REQUEUE
+
+
+def test_requeued_entry_waits_while_open_and_is_forgotten_once_someone_else_has_it() -> None:
+    """The attempt counter of a requeued bead lives until the bead is dispatched or closed."""
+    assert act(entry(EntryState.REQUEUED), issue("open", None), None) is Action.WAIT
+    assert act(entry(EntryState.REQUEUED), issue("closed"), None) is Action.FORGET
+
+
+@pytest.fixture
+def world(make_settings: Callable[..., Settings]) -> tuple[Settings, JsonlStore, Ledger, Reconciler]:
+    settings = make_settings()
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    app = make_app(settings)
+    ledger = Ledger.from_settings(settings)
+    return settings, store, ledger, Reconciler(settings, app, store, ledger)
+
+
+def test_a_second_pass_on_the_same_state_changes_nothing(world: tuple[Settings, JsonlStore, Ledger, Reconciler]) -> None:
+    """SUCCESS and FAILURE written once; the file is byte-identical after a second pass."""
+    settings, store, ledger, reconciler = world
+    done = store.create("done", actor="me")
+    broken = store.create("broken", actor="me")
+    for bead in (done, broken):
+        store.claim(bead.id, actor="ygg")
+        ledger.put(Entry(bead.id, 1, task_id(bead.id, 1), "skadi-code", "code", 2, EntryState.SENT, time.time()))
+    backend = reconciler.app.backend
+    result = BeadResult(bead=done.id, task_id=task_id(done.id, 1), kind="code", host="skadi-code",
+                        model="m", text="the answer", total_s=1.5)  # fmt: skip
+    backend.store_result(task_id(done.id, 1), result.to_dict(), states.SUCCESS)
+    backend.store_result(task_id(broken.id, 1), ValueError("bad input"), states.FAILURE)
+
+    first = reconciler.run_once()
+    assert first.counts() == {"close": 1, "block": 1}
+    snapshot = settings.beads.jsonl_path.read_bytes()
+    second = reconciler.run_once()
+    assert second.counts() == {}
+    assert settings.beads.jsonl_path.read_bytes() == snapshot
+
+    closed, blocked = store.get(done.id), store.get(broken.id)
+    assert closed.status == "closed" and "skadi-code" in (closed.close_reason or "")
+    assert [c.text.count(TASK_MARKER) for c in closed.comments] == [1]
+    assert blocked.status == "blocked" and "bad input" in (blocked.notes or "")
+
+
+def test_a_pass_interrupted_after_the_comment_does_not_comment_twice(
+    world: tuple[Settings, JsonlStore, Ledger, Reconciler],
+) -> None:
+    """If the comment landed but the close did not, the next pass only closes."""
+    settings, store, ledger, reconciler = world
+    bead = store.create("half done", actor="me")
+    store.claim(bead.id, actor="ygg")
+    tid = task_id(bead.id, 1)
+    result = BeadResult(bead=bead.id, task_id=tid, kind="text", host="fenrir-chat", model="m", text="x")
+    store.add_comment(bead.id, result.comment(), author="ygg")
+    ledger.put(Entry(bead.id, 1, tid, "fenrir-chat", "text", 2, EntryState.SENT, time.time()))
+    reconciler.app.backend.store_result(tid, result.to_dict(), states.SUCCESS)
+    reconciler.run_once()
+    final = store.get(bead.id)
+    assert final.status == "closed"
+    assert len(final.comments) == 1
