@@ -39,7 +39,7 @@ class DepHead(msgspec.Struct, gc=False):
 
     depends_on_id: str
     type: str = "blocks"
-    metadata: msgspec.Raw | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class Head(msgspec.Struct, gc=False):
@@ -138,7 +138,7 @@ def parse(path: Path, content: bytes, key: StatKey | None) -> Snapshot:
                 add_line(snap, number, raw)  # records the problem
                 continue
             key = head.id
-            if head.kind is None and key and head.title is not None and key not in index:
+            if head.kind in (None, "issue") and key and head.title is not None and key not in index:
                 heads[number] = head  # the common case, kept inline for speed
                 index[key] = number
             else:
