@@ -188,6 +188,27 @@ def test_down_aborts_requests_in_flight_and_frees_their_slots(make_host: Make) -
     assert [r["status"] for r in host.records()] == [None]
 
 
+def test_down_over_http_stays_down_until_up_in_process(make_host: Make) -> None:
+    """``POST /sim/fail {"down": true}`` answers first, then refuses until ``up()``."""
+    host = make_host(time_scale=0.001)
+    reply = httpx.post(f"{host.url}/sim/fail", json={"down": True})
+    assert reply.status_code == 200 and reply.json()["faults"]["down"] is True
+    wait_until(lambda: refused(host.url))
+    host.up()
+    assert chat(host.url).status_code == 200
+
+
+def test_a_client_that_gives_up_frees_its_slot_and_is_recorded_499(make_host: Make) -> None:
+    """A client timing out mid-service: its slot is freed and its record says 499."""
+    host = make_host(slots=1, time_scale=0.01)
+    with pytest.raises(httpx.ReadTimeout):
+        chat(host.url, service_s=1000, timeout_s=0.3)
+    wait_until(lambda: host.records()[0]["status"] is not None)
+    assert host.records()[0]["status"] == 499
+    assert host.status()["busy_slots"] == 0
+    assert chat(host.url, service_s=1).status_code == 200
+
+
 def test_down_for_s_over_http_comes_back_by_itself(make_host: Make) -> None:
     """``POST /sim/fail {"down_for_s": N}`` answers, refuses connections, then serves again."""
     host = make_host(time_scale=0.001)

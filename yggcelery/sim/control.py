@@ -63,7 +63,8 @@ class RequestRecord:
     finished: float | None = None
     #: Slot index 0..slots-1 that served it; None when it never got one.
     slot: int | None = None
-    #: HTTP status answered; None when the request was aborted (host went down) or hangs.
+    #: HTTP status answered; 499 when the client went away first; None while in flight, hung,
+    #: or aborted because the host went down.
     status: int | None = None
     #: Simulated service seconds it was given, and the real seconds that took (x time_scale).
     service_s: float | None = None

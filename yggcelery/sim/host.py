@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_RECORDS = 100_000
+#: Status recorded for a request whose client went away (Ollama logs these as 499).
+CLIENT_CLOSED = 499
 _PARSERS: dict[str, Callable[[bytes, str], SimRequest]] = {
     "/api/chat": ollama.parse_chat,
     "/api/generate": ollama.parse_generate,
@@ -95,7 +97,11 @@ class SimHost:
     async def start(self) -> None:
         """Listen on 127.0.0.1:``config.port`` (a free port when 0) on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5)
+        # handler_cancellation: a client that goes away frees its slot, as Ollama cancels the
+        # generation when the request context ends.
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await self._runner.setup()
         await self._listen()
         self._port = int(self._runner.addresses[0][1])
@@ -117,14 +123,14 @@ class SimHost:
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        if for_s is not None:
+            loop = asyncio.get_running_loop()
+            self._revive = loop.call_later(for_s, lambda: loop.create_task(self.go_up()))
         for task in list(self._inflight):
             task.cancel()
         assert self._runner is not None and self._runner.server is not None
         for connection in self._runner.server.connections:
             connection.force_close()
-        if for_s is not None:
-            loop = asyncio.get_running_loop()
-            self._revive = loop.call_later(for_s, lambda: loop.create_task(self.go_up()))
         log.info("sim host %s is down", self.name)
 
     async def go_up(self) -> None:
@@ -202,6 +208,13 @@ class SimHost:
             response = await self._answer(request, record)
         except ApiError as exc:
             response = web.json_response(exc.body, status=exc.status)
+        except ConnectionResetError:  # the client left mid-answer; aiohttp drops this quietly
+            response = web.Response(status=CLIENT_CLOSED)
+        except asyncio.CancelledError:  # the client left, or the host went down or stopped
+            record.status = None if self.faults.down else CLIENT_CLOSED
+            if record.status is not None:
+                self.metrics.observe(endpoint=record.endpoint, status=record.status, service_s=None)
+            raise
         finally:
             self._inflight.discard(task)
         record.status = response.status
