@@ -97,3 +97,9 @@ def test_any_settings_file_text_loads_or_raises_config_error(text: str) -> None:
         load_settings(path)
     except ConfigError as exc:
         assert "prop.toml" in str(exc) or "settings" in str(exc)
+
+
+def test_empty_cloud_url_means_no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty YGG_CLOUD__URL (as .env files leave it) disables the cloud fallback."""
+    monkeypatch.setenv("YGG_CLOUD__URL", "")
+    assert not load_settings().cloud.enabled

@@ -199,6 +199,12 @@ class CloudSettings(_Strict):
     daily_budget_usd: float = Field(default=5.0, ge=0)
     max_prompt_chars: int = Field(default=48_000, ge=256)
 
+    @field_validator("url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """``YGG_CLOUD__URL=`` (empty) means no fallback, not a fallback to ``""``."""
+        return value.strip() or None if value is not None else None
+
     @property
     def enabled(self) -> bool:
         return self.url is not None
