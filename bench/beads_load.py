@@ -22,12 +22,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "beads_load.json"
-_WORDS = (
-    "add fix parser worker queue retry timeout cache index route model host gpu slot beat "
-    "reconcile claim close block reopen label comment epic child parent dependency test docs "
-    "flaky memory leak startup shutdown config toml env redis celery broker result backend"
-).split()
-_LABELS = ["backend", "frontend", "kind:code", "kind:text", "kind:reasoning", "infra", "docs", "p-x"]
+_TEXT = (
+    "add fix parser worker queue retry timeout cache index route model host gpu slot beat reconcile"
+    " claim close block reopen label comment epic child parent dependency test docs flaky memory"
+    " leak startup shutdown config toml env redis celery broker result backend"
+)
+_WORDS = _TEXT.split(" ")
+_LABELS = [
+    "backend",
+    "frontend",
+    "kind:code",
+    "kind:text",
+    "kind:reasoning",
+    "infra",
+    "docs",
+    "p-x",
+]
 _STATUS_WEIGHTS = {"closed": 75, "open": 17, "in_progress": 4, "blocked": 2, "deferred": 2}
 
 
@@ -51,7 +61,9 @@ def _issue(index: int, epics: list[str], start: datetime) -> dict[str, object]:
         "description": _sentence(random.randint(20, 80)),
         "status": status,
         "priority": random.choices(range(5), weights=[5, 20, 50, 20, 5])[0],
-        "issue_type": random.choices(["task", "bug", "feature", "epic", "chore"], [50, 20, 15, 5, 10])[0],
+        "issue_type": random.choices(
+            ["task", "bug", "feature", "epic", "chore"], [50, 20, 15, 5, 10]
+        )[0],
         "created_at": _stamp(created),
         "created_by": "bench",
         "updated_at": _stamp(created + timedelta(hours=1)),
@@ -120,7 +132,9 @@ def measure(path: Path, *, runs: int) -> dict[str, object]:
         ).stdout
         samples.append(json.loads(out))
     keys = ("cold_s", "cached_s", "list_issues_s", "peak_rss_mb")
-    result: dict[str, object] = {k: round(statistics.median(s[k] for s in samples), 4) for k in keys}
+    result: dict[str, object] = {
+        k: round(statistics.median(s[k] for s in samples), 4) for k in keys
+    }
     result["ready_issues"] = samples[0]["ready"]
     result["cached_equals_cold"] = all(s["same"] for s in samples)
     result["runs"] = runs

@@ -22,7 +22,9 @@ FAKE_BD = Path(__file__).parent / "fakebd" / "bd"
 
 
 @pytest.fixture(params=["plain", "envelope"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BdCliStore:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> BdCliStore:
     """A fake bd workspace with three issues, answering plainly or in the 2.0 envelope."""
     if request.param == "envelope":
         monkeypatch.setenv("BD_JSON_ENVELOPE", "1")
@@ -45,7 +47,16 @@ def test_reads_list_ready_and_show(store: BdCliStore) -> None:
     assert [i.id for i in store.list_issues()] == ["bd-1", "bd-2", "bd-3"]
     assert [i.id for i in store.ready()] == ["bd-1"]
     assert store.get("bd-2").dependencies[0].depends_on_id == "bd-1"
-    assert calls(store)[1] == ["--json", "--actor", "ygg", "ready", "--limit", "0", "--sort", "priority"]
+    assert calls(store)[1] == [
+        "--json",
+        "--actor",
+        "ygg",
+        "ready",
+        "--limit",
+        "0",
+        "--sort",
+        "priority",
+    ]
 
 
 def test_claim_is_idempotent_and_conflicts_for_others(store: BdCliStore) -> None:
@@ -66,11 +77,17 @@ def test_writes_go_through_bd(store: BdCliStore) -> None:
     assert (comment.text, comment.author) == ("--looks like a flag\nsecond line", "me")
     created = store.create("-dash title", priority=0, labels=["a", "b"], depends_on=["bd-2"],
                            metadata={"k": 1}, actor="ygg")  # fmt: skip
-    assert (created.title, created.labels, created.metadata) == ("-dash title", ["a", "b"], {"k": 1})
+    assert (created.title, created.labels, created.metadata) == (
+        "-dash title",
+        ["a", "b"],
+        {"k": 1},
+    )
     assert created.dependencies[0].depends_on_id == "bd-2"
 
 
-def test_bd_errors_map_onto_the_error_tree(store: BdCliStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bd_errors_map_onto_the_error_tree(
+    store: BdCliStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """not found, a locked database and anything else become the matching errors."""
     with pytest.raises(IssueNotFound):
         store.get("nope")

@@ -41,7 +41,10 @@ def test_close_block_reopen_and_show(tmp_path: Path) -> None:
     blocked = json.loads(run("block", "organice-b5e", "--reason", "needs a human",
                              "--beads-file", path, "--json")[1])  # fmt: skip
     assert (blocked["status"], blocked["notes"]) == ("blocked", "needs a human")
-    assert json.loads(run("reopen", "organice-6ic", "--beads-file", path, "--json")[1])["status"] == "open"
+    assert (
+        json.loads(run("reopen", "organice-6ic", "--beads-file", path, "--json")[1])["status"]
+        == "open"
+    )
     code, out, _ = run("show", "organice-6ic", "--beads-file", path)
     assert code == 0 and "Research correct Emacs" in out
 

@@ -64,7 +64,12 @@ def test_close_then_reopen_clears_close_and_claim(path: Path) -> None:
     closed = store.close("bd-a1", reason="done", actor="ygg")
     assert (closed.close_reason, closed.closed_at is not None) == ("done", True)
     issue = store.reopen("bd-a1", note="try again", actor="ygg")
-    assert (issue.status, issue.assignee, issue.started_at, issue.closed_at) == ("open", None, None, None)
+    assert (issue.status, issue.assignee, issue.started_at, issue.closed_at) == (
+        "open",
+        None,
+        None,
+        None,
+    )
     assert issue.notes == "try again"
 
 
@@ -213,9 +218,13 @@ _SOUP = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=st.lists(_SOUP, max_size=12))
-def test_line_soup_never_crashes_the_reader_nor_loses_a_line(tmp_path: Path, lines: list[str]) -> None:
+def test_line_soup_never_crashes_the_reader_nor_loses_a_line(
+    tmp_path: Path, lines: list[str]
+) -> None:
     """Any mix of lines reads without an exception; a write keeps every line it did not change."""
     path = tmp_path / "soup.jsonl"
     path.write_text("".join(f"{t}\n" for t in lines), encoding="utf-8")

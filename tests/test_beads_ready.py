@@ -52,7 +52,9 @@ def test_infrastructure_types_are_not_ready(kind: str) -> None:
 @pytest.mark.parametrize(("blocker_status", "blocked"), [("open", True), ("in_progress", True),
                                                           ("blocked", True), ("closed", False),
                                                           ("pinned", False)])  # fmt: skip
-def test_a_blocker_blocks_until_closed_or_pinned(kind: str, blocker_status: str, blocked: bool) -> None:
+def test_a_blocker_blocks_until_closed_or_pinned(
+    kind: str, blocker_status: str, blocked: bool
+) -> None:
     """``blocks`` and ``conditional-blocks`` targets block unless closed or pinned."""
     issues = [issue("a", dependencies=[dep("a", "b", kind)]), issue("b", status=blocker_status)]
     assert ("a" not in ids(issues)) is blocked

@@ -203,7 +203,9 @@ def _strip(obj: Any) -> Any:
 
 def _issues(data: Any) -> list[Issue]:
     rows = data if isinstance(data, list) else [data]
-    return [Issue.model_validate(_strip(row)) for row in rows if isinstance(row, dict) and "id" in row]
+    return [
+        Issue.model_validate(_strip(row)) for row in rows if isinstance(row, dict) and "id" in row
+    ]
 
 
 __all__ = ["BdCliStore", "BdCommandError", "bd_error"]

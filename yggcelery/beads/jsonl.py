@@ -162,9 +162,7 @@ class JsonlStore:
         with self._mutex, self._file_lock:
             content = self._read_bytes()
             snap = self._snap
-            if snap is None or len(content) != sum(map(len, snap.lines)) + len(snap.lines) - 1:
-                snap = parse(self.path, content, self._stat_key())
-            elif content != snap.content:
+            if snap is None or not _same_content(snap, content):
                 snap = parse(self.path, content, self._stat_key())
             self._snap = snap
             yield snap
@@ -238,3 +236,9 @@ class JsonlStore:
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _same_content(snap: Snapshot, content: bytes) -> bool:
+    """Whether ``content`` is what ``snap`` was parsed from (lengths first: no copy when not)."""
+    size = sum(map(len, snap.lines)) + len(snap.lines) - 1
+    return size == len(content) and snap.content == content

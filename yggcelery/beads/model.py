@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+
 def format_timestamp(value: datetime) -> str:
     """``value`` in UTC as RFC 3339 with microseconds, the way bd writes its own stamps."""
     return _as_aware(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

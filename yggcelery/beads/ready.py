@@ -119,7 +119,9 @@ class Readiness(Generic[F]):
             chosen.sort(key=lambda c: (c[0], c[2]))
         elif sort == "hybrid":
             cutoff = _micros(moment - RECENT)
-            chosen.sort(key=lambda c: (0, c[1], c[0], c[2]) if c[0] >= cutoff else (1, 0, c[0], c[2]))
+            chosen.sort(
+                key=lambda c: (0, c[1], c[0], c[2]) if c[0] >= cutoff else (1, 0, c[0], c[2])
+            )
         elif sort == "priority":
             chosen.sort(key=lambda c: (c[1], -c[0], c[2]))
         else:
@@ -155,10 +157,7 @@ def blocked_ids(by_id: Mapping[str, F]) -> set[str]:
 
 def _eligible(issue: ReadyFacts, blocked: set[str]) -> bool:
     return not (
-        issue.pinned
-        or issue.ephemeral
-        or issue.issue_type in EXCLUDED_TYPES
-        or issue.id in blocked
+        issue.pinned or issue.ephemeral or issue.issue_type in EXCLUDED_TYPES or issue.id in blocked
     )
 
 

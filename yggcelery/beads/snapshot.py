@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 from pydantic import ValidationError
@@ -77,14 +77,14 @@ class Snapshot:
     index: dict[str, int] = field(default_factory=dict)
     problems: list[BeadsFormatError] = field(default_factory=list)
     models: dict[int, Issue | None] = field(default_factory=dict)
-    _readiness: Readiness[Head] | None = None
+    _readiness: Readiness[Any] | None = None
 
     @property
-    def readiness(self) -> Readiness[Head]:
+    def readiness(self) -> Readiness[Any]:
         """The clock-independent part of ``ready()``, computed once per snapshot."""
         if self._readiness is None:
             # Heads carry bd's defaults for absent fields, which is all ReadyFacts asks.
-            self._readiness = Readiness(cast("list[Any]", list(self.heads.values())))
+            self._readiness = Readiness(list(self.heads.values()))
         return self._readiness
 
     @property
@@ -92,7 +92,7 @@ class Snapshot:
         return b"\n".join(self.lines)
 
     def issue(self, line: int) -> Issue | None:
-        """The full model of issue line ``line`` (0-based), or ``None`` when it does not validate."""
+        """The full model of line ``line`` (0-based), or ``None`` when it does not validate."""
         if line not in self.models:
             self.models[line] = self._validate(line)
         return self.models[line]
@@ -137,10 +137,15 @@ def parse(path: Path, content: bytes, key: StatKey | None) -> Snapshot:
             except (msgspec.DecodeError, ValueError):
                 add_line(snap, number, raw)  # records the problem
                 continue
-            key = head.id
-            if head.kind in (None, "issue") and key and head.title is not None and key not in index:
+            issue_id = head.id
+            if (
+                head.kind in (None, "issue")
+                and issue_id
+                and head.title is not None
+                and issue_id not in index
+            ):
                 heads[number] = head  # the common case, kept inline for speed
-                index[key] = number
+                index[issue_id] = number
             else:
                 add_line(snap, number, raw)
     _log_problems(snap)
@@ -158,7 +163,9 @@ def add_line(snap: Snapshot, number: int, raw: bytes) -> None:
         return
     if not head.id or head.title is None:
         missing = "id" if not head.id else "title"
-        snap.problems.append(BeadsFormatError(snap.path, number + 1, f"issue line has no {missing}"))
+        snap.problems.append(
+            BeadsFormatError(snap.path, number + 1, f"issue line has no {missing}")
+        )
         return
     earlier = snap.index.get(head.id)
     if earlier is not None:

@@ -59,7 +59,7 @@ class BeadsStore(Protocol):
         ...
 
     def reopen(self, issue_id: str, *, note: str | None = None, actor: str) -> Issue:
-        """Back to ``open``: assignee, ``started_at``, ``closed_at`` and ``close_reason`` cleared."""
+        """Back to ``open``; assignee, ``started_at``, ``closed_at``, ``close_reason`` cleared."""
         ...
 
     def close(self, issue_id: str, *, reason: str, actor: str) -> Issue:
