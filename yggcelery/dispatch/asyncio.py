@@ -134,9 +134,10 @@ class AsyncDispatcher(Dispatcher):
             failures=settings.retry.breaker_failures,
             cooldown_s=settings.retry.breaker_cooldown_s,
         )
-        self._transport = transport
-        self._client: AsyncLLMClient | None = None
-        self._fallback: CloudFallback | None = None
+        self._client = AsyncLLMClient(settings, transport=transport)
+        self._fallback = CloudFallback(
+            settings.cloud, ledger=MemorySpendLedger(), async_client=self._client
+        )
         #: Bead id → its task, until the outcome is written into Beads.
         self._tasks: dict[str, asyncio.Task[BeadResult]] = {}
         #: Bead id → (its work order, claim sequence number), while its task exists.
@@ -197,6 +198,8 @@ class AsyncDispatcher(Dispatcher):
             self._call(self._shutdown(hand_back=hand_back))
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
+        else:
+            self._loop.run_until_complete(self._client.aclose())
         self._closed = True
         self._loop.close()
 
@@ -300,11 +303,6 @@ class AsyncDispatcher(Dispatcher):
                 self._running.discard(order.bead_id)
 
     async def _work(self, order: WorkOrder) -> BeadResult:
-        if self._client is None:
-            self._client = AsyncLLMClient(self.settings, transport=self._transport)
-            self._fallback = CloudFallback(
-                self.settings.cloud, ledger=MemorySpendLedger(), async_client=self._client
-            )
         host = self.settings.host(order.host)
         prompt = build_prompt(order.bead, kind=order.kind, max_chars=host.max_prompt_chars)
         completion = await acomplete_with_fallback(
@@ -356,8 +354,7 @@ class AsyncDispatcher(Dispatcher):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._write_back(hand_back_cancelled=hand_back)
-        if self._client is not None:
-            await self._client.aclose()
+        await self._client.aclose()
 
     # -- plumbing ----------------------------------------------------------------------------------
 
