@@ -97,7 +97,7 @@ class Ledger:
 
     def get(self, bead: str) -> Entry | None:
         raw = self.client.hget(LEDGER_KEY, bead)
-        return Entry.from_json(raw) if raw else None  # type: ignore[arg-type]
+        return Entry.from_json(raw) if raw else None
 
     def put(self, entry: Entry) -> None:
         self.client.hset(LEDGER_KEY, entry.bead, entry.to_json())

@@ -1,13 +1,16 @@
 """The prompt for one bead: title, description, design and acceptance criteria, within a budget.
 
-An issue whose text exceeds the model's context is cut, and the prompt says so, so the model (and
-the person reading the result) knows it worked from a truncated issue.
+An issue whose text exceeds the model's context is cut, and the prompt ends with a note saying how
+much was cut (:func:`yggcelery.llm.wire.truncate_prompt`), so the model knows it worked from a
+truncated issue; the result comment says so too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from yggcelery.llm.wire import truncate_prompt
 
 if TYPE_CHECKING:
     from yggcelery.beads import Issue
@@ -17,7 +20,6 @@ _SECTIONS = (
     ("design", "Design"),
     ("acceptance_criteria", "Acceptance criteria"),
 )
-TRUNCATION_NOTE = "[Note: this issue's text was truncated to {kept} of {total} characters.]"
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,5 @@ def build_prompt(fields: dict[str, Any], *, kind: str, max_chars: int) -> Prompt
             parts.append(f"{heading}:\n{value}")
     parts.append("Do the work the issue asks for and reply with the result.")
     text = "\n\n".join(parts)
-    if len(text) <= max_chars:
-        return Prompt(text=text, truncated=False, original_chars=len(text))
-    note = TRUNCATION_NOTE.format(kept=0, total=len(text))
-    keep = max(max_chars - len(note) - 2, 0)
-    note = TRUNCATION_NOTE.format(kept=keep, total=len(text))
-    return Prompt(text=f"{text[:keep]}\n\n{note}", truncated=True, original_chars=len(text))
+    sent = truncate_prompt(text, max_chars)
+    return Prompt(text=sent, truncated=sent is not text, original_chars=len(text))

@@ -23,7 +23,6 @@ state changes nothing the second time.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -33,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery, states
 
-from yggcelery import errors
+from yggcelery import broker, errors
 from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.metrics import observe_result
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.settings import Settings
 
@@ -145,41 +145,20 @@ def _requeue_or_block(entry: Entry, settings: Settings, reason: str) -> Decision
 def broker_task_ids(
     app: Celery, settings: Settings, *, include_unacked: bool = True
 ) -> set[str] | None:
-    """Ids of tasks still in the broker (queued, or delivered but unacked); None if it cannot tell.
+    """Ids of the cluster's tasks still in the broker; None where the broker cannot tell.
 
-    Only the Redis transport can be read like this; on RabbitMQ lost work is found by age alone.
+    On RabbitMQ lost work is therefore found by age alone (``timeouts.lost_after_s``).
     """
-    if settings.broker_kind != "redis":
-        return None
     from yggcelery.celery_app import queue_names
 
-    ids: set[str] = set()
-    with app.connection_for_read() as conn:
-        client = conn.default_channel.client
-        keys = [f"{q}{'' if p == 0 else f':{p}'}" for q in queue_names(settings) for p in range(5)]
-        with client.pipeline() as pipe:
-            for key in keys:
-                pipe.lrange(key, 0, -1)
-            pipe.hvals("unacked")
-            *queued, unacked = pipe.execute()
-    for raw in [item for lst in queued for item in lst]:
-        ids.add(_message_id(raw))
-    for raw in unacked if include_unacked else []:
-        ids.add(_message_id(json.loads(raw)[0]))
-    ids.discard("")
-    return ids
-
-
-def _message_id(raw: bytes | str | dict[str, Any]) -> str:
-    message = raw if isinstance(raw, dict) else json.loads(raw)
-    return str(message.get("headers", {}).get("id", ""))
+    return broker.task_ids(app, settings, queue_names(settings), include_unacked=include_unacked)
 
 
 def result_metas(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Raw stored results (status, result) by task id, without rebuilding exceptions."""
     if not task_ids:
         return {}
-    backend = app.backend
+    backend: Any = app.backend  # a key-value backend (Redis): mget and key naming
     values = backend.mget([backend.get_key_for_task(t) for t in task_ids])
     return {t: backend.decode(v) for t, v in zip(task_ids, values, strict=True) if v}
 
@@ -223,7 +202,9 @@ class Reconciler:
     def _apply(self, entry: Entry, decision: Decision, meta: dict[str, Any] | None) -> None:
         action = decision.action
         if action is Action.CLOSE:
-            record_success(self.store, BeadResult.from_dict(meta["result"]), actor=self.actor)  # type: ignore[index]
+            result = BeadResult.from_dict(meta["result"])  # type: ignore[index]
+            if record_success(self.store, result, actor=self.actor):
+                observe_result(self.ledger.client, result)  # ygg_task_duration_seconds
             self.ledger.forget(entry.bead)
         elif action is Action.BLOCK:
             record_failure(self.store, entry.bead, reason=decision.reason, actor=self.actor)

@@ -13,44 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from yggcelery.broker import queued_by_priority
 from yggcelery.dispatch.base import HostStatus, empty_queued
-from yggcelery.routing import PRIORITIES, beads_priority
+from yggcelery.routing import beads_priority
 from yggcelery.settings import Settings
 
 if TYPE_CHECKING:
     from yggcelery.beads import BeadsStore
 
 
-def priority_keys(queue: str) -> dict[str, str]:
-    """Redis list of each priority level of ``queue`` (kombu's naming with ``sep=':'``)."""
-    return {f"p{p}": queue if p == 0 else f"{queue}:{p}" for p in PRIORITIES}
-
-
-def queued_by_priority(
-    app: Celery, settings: Settings, queues: list[str]
-) -> dict[str, dict[str, int]]:
-    """Messages waiting in each queue, by Beads priority ("p0".."p4")."""
-    result = {q: empty_queued() for q in queues}
-    with app.connection_for_read() as conn:
-        channel = conn.default_channel
-        if settings.broker_kind == "redis":
-            with channel.client.pipeline() as pipe:
-                for q in queues:
-                    for key in priority_keys(q).values():
-                        pipe.llen(key)
-                lengths = iter(pipe.execute())
-            for q in queues:
-                result[q] = {level: int(next(lengths)) for level in priority_keys(q)}
-        else:  # RabbitMQ reports one count per queue; show it under p2.
-            for q in queues:
-                _, count, _ = channel.queue_declare(q, passive=True)
-                result[q]["p2"] = int(count)
-    return result
-
-
 def worker_view(app: Celery, *, timeout_s: float = 1.0) -> tuple[dict[str, int], set[str]]:
     """(active tasks per queue name, queue names with a worker online), from one broadcast."""
-    replies: dict[str, list[dict[str, Any]]] = app.control.inspect(timeout=timeout_s).active() or {}
+    replies: dict[str, Any] = app.control.inspect(timeout=timeout_s).active() or {}
     active: Counter[str] = Counter()
     online: set[str] = set()
     for node, tasks in replies.items():

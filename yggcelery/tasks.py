@@ -15,14 +15,9 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from yggcelery.errors import CircuitOpen, TaskCrashed, TransientError
-from yggcelery.settings import RetrySettings
+from yggcelery.llm import backoff_s
 
 log = logging.getLogger(__name__)
-
-
-def backoff_s(retries: int, retry: RetrySettings) -> float:
-    """Delay before retry number ``retries + 1``: exponential, capped."""
-    return float(min(retry.backoff_s * 2**retries, retry.backoff_max_s))
 
 
 def register_tasks(app: Celery) -> None:
@@ -31,7 +26,7 @@ def register_tasks(app: Celery) -> None:
 
     settings = settings_of(app)
 
-    @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)
     def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
         from yggcelery.work import WorkOrder, perform, perform_on_cloud, worker_context
 
@@ -75,7 +70,7 @@ def register_tasks(app: Celery) -> None:
                 exc=exc, countdown=delay or backoff_s(retries, settings.retry)
             ) from exc
 
-    @app.task(name="yggcelery.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name="yggcelery.reconcile", ignore_result=True)
     def reconcile() -> dict[str, int]:
         from yggcelery.reconcile import run_once
 
