@@ -103,3 +103,9 @@ def test_empty_cloud_url_means_no_fallback(monkeypatch: pytest.MonkeyPatch) -> N
     """An empty YGG_CLOUD__URL (as .env files leave it) disables the cloud fallback."""
     monkeypatch.setenv("YGG_CLOUD__URL", "")
     assert not load_settings().cloud.enabled
+
+
+def test_a_default_kind_no_host_serves_fails_at_start_up() -> None:
+    """Routing that could send work nowhere is a start-up error naming the kind."""
+    with pytest.raises(ConfigError, match="default_kind 'poetry' is served by no host"):
+        load_settings(routing={"default_kind": "poetry"})

@@ -294,6 +294,17 @@ class Settings(BaseSettings):
             raise ValueError("at least one host is required")
         return hosts
 
+    @model_validator(mode="after")
+    def _routes_reach_hosts(self) -> Settings:
+        """Every kind routing can produce must reach a host (unserved kinds use the default)."""
+        if not self.hosts_for(self.routing.default_kind):
+            served = sorted({kind for host in self.hosts.values() for kind in host.kinds})
+            raise ValueError(
+                f"routing.default_kind {self.routing.default_kind!r} is served by no host"
+                f" (hosts serve: {', '.join(served)})"
+            )
+        return self
+
     @property
     def broker_kind(self) -> Literal["redis", "amqp", "memory"]:
         scheme = urlsplit(self.broker_url).scheme
