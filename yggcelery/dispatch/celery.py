@@ -119,6 +119,10 @@ class CeleryDispatcher(Dispatcher):
     def send(self, issue: Issue, *, host: str, kind: str) -> bool:
         """Claim ``issue`` and publish it to ``host``'s queue; False if someone else has it."""
         previous = self.ledger.get(issue.id)
+        if previous is not None and previous.state in _ACTIVE:
+            # Another dispatcher sent it since our `ready` read (same actor, so Beads' claim
+            # would not object): a second attempt now would run the issue twice.
+            return False
         attempt = 1 if previous is None else previous.attempt + 1
         if not self.ledger.take_claim(issue.id, attempt):
             return False
