@@ -1,0 +1,74 @@
+"""Two `ygg loop` processes started by mistake on one Beads store and one broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from yggcelery.beads import JsonlStore
+from yggcelery.chaos import audit, requests_by_bead
+from yggcelery.cluster import LocalCluster
+from yggcelery.seed import seed_issues
+from yggcelery.settings import Settings, to_env
+from yggcelery.sim import SimFleet
+
+
+def start_loop(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**to_env(settings), "PATH": "/usr/bin:/bin"}
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "yggcelery", "loop", "--until-idle"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent,
+        )  # fmt: skip
+
+
+def test_two_dispatchers_on_one_store_dispatch_each_issue_once(
+    make_settings: Callable[..., Settings],
+    sim_fleet: Callable[..., SimFleet],
+    local_cluster: Callable[..., LocalCluster],
+    tmp_path: Path,
+) -> None:
+    """Two `ygg loop` processes at once: one model request per bead, one result comment each."""
+    fleet = sim_fleet(time_scale=0.05)
+    settings = make_settings(fleet=fleet)
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    issues = seed_issues(store, count=24, dependency_every=0, service_s=10.0)
+    local_cluster(settings)
+
+    loops = [start_loop(settings, tmp_path / f"loop{n}.log") for n in (1, 2)]
+    for proc in loops:
+        assert proc.wait(timeout=240) == 0, (tmp_path / "loop1.log").read_text()[-3000:]
+
+    report = audit(store)
+    assert report.ok, report.problems
+    assert report.statuses == {"closed": len(issues)}
+    requests = requests_by_bead(fleet, status=None)
+    assert set(requests) == {i.id for i in issues}
+    assert {bead: n for bead, n in requests.items() if n != 1} == {}
+
+
+def test_a_dispatcher_with_a_stale_ready_list_does_not_send_an_issue_again(
+    make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
+) -> None:
+    """Dispatcher B read `ready` before A sent the issue: B's send is refused (no second task)."""
+    from yggcelery.dispatch.celery import CeleryDispatcher
+    from yggcelery.ledger import EntryState
+
+    fleet = sim_fleet(time_scale=0.05)
+    settings = make_settings(fleet=fleet)
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    issue = store.create("only one", issue_type="bug", actor="me")
+    first, second = CeleryDispatcher(settings, store), CeleryDispatcher(settings, store)
+
+    stale = second.store.ready(sort=settings.beads.sort)
+    assert first.poll() == 1
+    assert [i.id for i in stale] == [issue.id]
+    assert second.send(stale[0], host="skadi-code", kind="code") is False
+    entry = first.ledger.get(issue.id)
+    assert entry is not None and entry.attempt == 1 and entry.state is EntryState.SENT
+    for dispatcher in (first, second):
+        dispatcher.shutdown(hand_back=False)
