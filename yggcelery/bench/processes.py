@@ -131,6 +131,7 @@ class DispatcherProcess:
     def stop(self, *, timeout_s: float = 60.0) -> Usage:
         """SIGTERM (the dispatcher hands back what is unfinished), reap, and read its usage."""
         assert self.proc is not None
+        peak_kib = _peak_rss_kib(self.proc.pid)
         os.kill(self.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -148,7 +149,7 @@ class DispatcherProcess:
                 stream.close()
         cpu0, switches0 = self._startup
         return Usage(
-            peak_rss_mib=round(ru.ru_maxrss / 1024, 1),  # KiB on Linux
+            peak_rss_mib=round((peak_kib or ru.ru_maxrss) / 1024, 1),  # both KiB on Linux
             cpu_s=round(ru.ru_utime + ru.ru_stime - cpu0, 3),
             ctx_switches=ru.ru_nvcsw + ru.ru_nivcsw - switches0,
             exit_code=self.proc.returncode,
@@ -160,6 +161,22 @@ class DispatcherProcess:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    """The process's peak RSS since its exec (``VmHWM``), in KiB; None where /proc has none.
+
+    ``ru_maxrss`` from ``wait4`` is no good here: a forked child starts with its parent's
+    high-water mark, so it reports the runner's size, not the dispatcher's.
+    """
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
 
 
 def stop_group(proc: subprocess.Popen[Any], *, timeout_s: float) -> None:
