@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from yggcelery.bench import overhead
 from yggcelery.bench.report import median_run, print_table, timeline_png, write_json
 from yggcelery.bench.runner import DISPATCHERS, RunOptions, run_one
 from yggcelery.bench.scenarios import QUICK_SCENARIOS, SCENARIOS, get_scenario
@@ -20,7 +21,7 @@ from yggcelery.settings import Settings
 log = logging.getLogger(__name__)
 
 FULL_TIME_SCALE = 0.1
-QUICK_TIME_SCALE = 0.03
+QUICK_TIME_SCALE = 0.02
 
 
 def run_suite(
@@ -30,6 +31,7 @@ def run_suite(
     dispatchers: Sequence[str],
     options: RunOptions,
     repeat: int = 1,
+    overhead_tasks: int = 0,
     results_dir: Path | None = None,
     keep: bool = False,
 ) -> dict[str, Any]:
@@ -54,6 +56,11 @@ def run_suite(
                     repeat=repeat,
                     root=workroot,
                 )
+        if overhead_tasks:
+            log.warning("bench: dispatch overhead (%d zero-latency tasks)", overhead_tasks)
+            report["overhead"] = overhead.measure(
+                settings, tasks=overhead_tasks, workdir=workroot, dispatchers=tuple(dispatchers)
+            )
     finally:
         if keep:
             click.echo(f"run folders kept in {workroot}", err=True)
@@ -117,7 +124,9 @@ def _write(report: dict[str, Any], settings: Settings, results_dir: Path) -> Non
 
 @click.command("bench")
 @click.option(
-    "--quick", is_flag=True, help="Two scenarios at a smaller time scale (under a minute)."
+    "--quick",
+    is_flag=True,
+    help="synthetic_20_20 only, at a smaller time scale, no overhead run (about a minute).",
 )
 @click.option(
     "--time-scale",
@@ -148,6 +157,12 @@ def _write(report: dict[str, Any], settings: Settings, results_dir: Path) -> Non
     default=Path("bench/results"),
     show_default=True,
 )
+@click.option(
+    "--overhead-tasks",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Zero-latency tasks for the dispatch-overhead figure (default 200, quick 0 = skip).",
+)
 @click.option("--keep", is_flag=True, help="Keep each run's folder (logs, Beads file).")
 @click.pass_context
 def bench(  # noqa: PLR0917 (click passes options positionally)
@@ -157,6 +172,7 @@ def bench(  # noqa: PLR0917 (click passes options positionally)
     scenarios: tuple[str, ...],
     dispatchers: tuple[str, ...],
     repeat: int,
+    overhead_tasks: int | None,
     results_dir: Path,
     keep: bool,
 ) -> None:
@@ -171,6 +187,7 @@ def bench(  # noqa: PLR0917 (click passes options positionally)
         dispatchers=dispatchers or DISPATCHERS,
         options=RunOptions(time_scale=scale),
         repeat=repeat,
+        overhead_tasks=(0 if quick else 200) if overhead_tasks is None else overhead_tasks,
         results_dir=results_dir,
         keep=keep,
     )

@@ -86,19 +86,19 @@ def run_one(
             SimProcess(settings, time_scale=options.time_scale, workdir=workdir)
         )
         if dispatcher == "celery":
-            stack.enter_context(_cluster(settings, workdir))
+            stack.enter_context(cluster(settings, workdir))
         proc = DispatcherProcess(dispatcher, settings, workdir=workdir)
         stack.callback(proc.kill)
         proc.start()
-        feed = _feed(scenario, store, proc, settings=settings, options=options)
+        fed = feed(scenario, store, proc, settings=settings, options=options)
         usage = proc.stop()
         records = [r for rows in sim.fetch("/sim/records").values() for r in rows]
-    log.info("%s/%s: done (timed out: %s)", scenario.name, dispatcher, feed.timed_out)
-    return summarise(scenario, feed, records, usage=usage, settings=settings, options=options)
+    log.info("%s/%s: done (timed out: %s)", scenario.name, dispatcher, fed.timed_out)
+    return summarise(scenario, fed, records, usage=usage, settings=settings, options=options)
 
 
 @contextmanager
-def _cluster(settings: Settings, workdir: Path) -> Iterator[None]:
+def cluster(settings: Settings, workdir: Path) -> Iterator[None]:
     from yggcelery.cluster import LocalCluster
 
     with LocalCluster(settings, log_dir=workdir / "cluster", loglevel="WARNING") as cluster:
@@ -115,6 +115,8 @@ class Feed:
     arrivals: dict[str, float]
     statuses: dict[str, str]
     timed_out: bool
+    #: When the runner saw every bead closed or blocked (wall clock).
+    done_at: float = 0.0
 
 
 def _create(store: BeadsStore, task: BenchTask, *, actor: str) -> str:
@@ -130,7 +132,7 @@ def _create(store: BeadsStore, task: BenchTask, *, actor: str) -> str:
     return issue.id
 
 
-def _feed(
+def feed(
     scenario: Scenario,
     store: BeadsStore,
     proc: DispatcherProcess,
@@ -146,7 +148,7 @@ def _feed(
     t0 = proc.go()
     arrivals = dict.fromkeys(tasks, t0)
     deadline = t0 + (scenario.total_service_s + options.slack_sim_s) * scale + 60.0
-    check_s = max(0.5 * scale, 0.05)
+    check_s = min(max(0.5 * scale, 0.05), 0.5)
     statuses: dict[str, str] = {}
     while True:
         while later and time.time() >= t0 + (later[0].arrival_s - first) * scale:
@@ -155,7 +157,7 @@ def _feed(
             tasks[bead], arrivals[bead] = task, time.time()
         statuses = {i.id: i.status for i in store.list_issues() if i.id in tasks}
         if not later and all(s in DONE for s in statuses.values()):
-            return Feed(t0, tasks, arrivals, statuses, timed_out=False)
+            return Feed(t0, tasks, arrivals, statuses, timed_out=False, done_at=time.time())
         if time.time() > deadline or not proc.alive():
             log.warning("%s: stopped waiting (%s)", scenario.name, proc.log_tail(500))
             return Feed(t0, tasks, arrivals, statuses, timed_out=True)

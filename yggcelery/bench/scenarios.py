@@ -133,7 +133,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "flood": flood,
 }
 #: The scenarios of ``ygg bench --quick``.
-QUICK_SCENARIOS = ("synthetic_20_20", "flood")
+QUICK_SCENARIOS = ("synthetic_20_20",)
 
 
 def get_scenario(name: str) -> Scenario:
