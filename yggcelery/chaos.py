@@ -183,6 +183,17 @@ def wait_until(predicate: Any, *, timeout_s: float, every_s: float = 0.2) -> boo
         time.sleep(every_s)
 
 
+def running_pids(app: Celery) -> dict[str, int]:
+    """Task id → pid of the pool process running it, on every worker that answers."""
+    active = app.control.inspect(timeout=1.0).active() or {}
+    return {
+        str(task["id"]): int(task["worker_pid"])
+        for tasks in active.values()
+        for task in tasks
+        if task.get("worker_pid")
+    }
+
+
 class PoisonWatcher:
     """Kills (SIGKILL) the pool process running ``bead`` each time its request reaches the host.
 
@@ -221,12 +232,10 @@ class PoisonWatcher:
         log.info("poison: killed pool process %s running %s", pid, self.bead)
 
     def _pool_pid(self) -> int | None:
-        active = self.app.control.inspect(timeout=1.0).active() or {}
-        for tasks in active.values():
-            for task in tasks:
-                parsed = bead_of_task(str(task.get("id", "")))
-                if parsed and parsed[0] == self.bead and task.get("worker_pid"):
-                    return int(task["worker_pid"])
+        for task_id, pid in running_pids(self.app).items():
+            parsed = bead_of_task(task_id)
+            if parsed and parsed[0] == self.bead:
+                return pid
         return None
 
     def __enter__(self) -> PoisonWatcher:
