@@ -105,11 +105,15 @@ def test_a_new_p0_takes_the_next_free_slot_before_the_backlog(
 ) -> None:
     """A p0 created after a p3 backlog was claimed is the next to start on its host."""
     fleet, settings, store = setup
-    backlog = [add(store, "code", 3, service_s=20.0) for _ in range(6)]
+    backlog = [add(store, "code", 3, service_s=100.0) for _ in range(6)]
     dispatcher = AsyncDispatcher(settings, store)
     assert dispatcher.poll() == 4  # two slots and a local queue of two; the rest stays in Beads
     assert sum(store.get(b).status == "open" for b in backlog) == 2
     urgent = add(store, "code", 0, service_s=5.0)
+    assert dispatcher.poll() == 1  # the host is full: the p0 bumps a local p3 waiter
+    assert store.get(urgent).status == "in_progress"
+    assert dispatcher.poll() == 0  # writes back the bumped waiter: handed back, never started
+    assert sum(store.get(b).status == "open" for b in backlog) == 3
     dispatcher.run(until_idle=True)
     served = served_requests(records(fleet), beads=dict.fromkeys([*backlog, urgent], 3))
     assert start_order(served)[2] == urgent

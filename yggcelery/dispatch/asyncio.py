@@ -222,7 +222,7 @@ class AsyncDispatcher(Dispatcher):
         self._wake.clear()
         await self._write_back()
         room = self._room()
-        if not any(n > 0 for n in room.values()):
+        if self._full(room):
             return 0
         sent = 0
         for issue in await self._store(self.store.ready, sort=self.settings.beads.sort):
@@ -235,9 +235,16 @@ class AsyncDispatcher(Dispatcher):
                 continue
             self._start(issue, host)
             sent += 1
-            if not any(n > 0 for n in room.values()):
+            if self._full(room):
                 break
         return sent
+
+    def _full(self, room: dict[str, int]) -> bool:
+        """No host has room and no local waiter could make way: reading Beads is pointless."""
+        return all(n <= 0 for n in room.values()) and not any(
+            bead not in self._running and not task.done() and not task.cancelling()
+            for bead, task in self._tasks.items()
+        )
 
     def _room(self) -> dict[str, int]:
         """Issues each host may take now: free slots plus the local queue allowance."""
