@@ -109,3 +109,22 @@ def test_dispatcher_sends_a_kind_whose_only_host_is_down_to_the_cloud_queue(
     assert dispatcher.route(bead, room=room, down=down) == (CLOUD_QUEUE, "code")
     without = CeleryDispatcher(make_settings(fleet=fleet), store)
     assert without.route(bead, room=without.room(), down=down) == (None, "code")
+
+
+def test_a_full_host_still_takes_a_more_urgent_issue(
+    make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
+) -> None:
+    """skadi holds its cap (2 x 2 slots) of p3 work; a new p0 is still sent, another p3 is not."""
+    fleet = sim_fleet(time_scale=1.0)
+    settings = make_settings(fleet=fleet)
+    settings.beads.dir.mkdir(parents=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    for n in range(6):
+        store.create(f"refactor {n}", priority=3, labels=["kind:code"], actor="me")
+    dispatcher = CeleryDispatcher(settings, store)
+    assert dispatcher.poll() == 4
+    assert dispatcher.poll() == 0
+    urgent = store.create("prod is down", priority=0, labels=["kind:code"], actor="me")
+    assert dispatcher.poll() == 1
+    assert store.get(urgent.id).status == "in_progress"
+    assert sorted(dispatcher.loads()["skadi-code"]) == [0, 3, 3, 3, 3]

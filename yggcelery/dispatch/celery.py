@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -28,6 +27,7 @@ from yggcelery.outcomes import hand_back
 from yggcelery.prompt import bead_fields
 from yggcelery.reconcile import Reconciler, broker_task_ids
 from yggcelery.routing import (
+    PRIORITIES,
     beads_priority,
     broker_priority,
     candidate_hosts,
@@ -80,28 +80,50 @@ class CeleryDispatcher(Dispatcher):
             return CLOUD_SLOTS
         return int(self.settings.hosts[host].slots * self.settings.dispatch.inflight_per_slot)
 
-    def room(self) -> dict[str, int]:
-        load = Counter(e.host for e in self.ledger.entries() if e.state in _ACTIVE)
+    def loads(self) -> dict[str, list[int]]:
+        """Beads priorities of the tasks each host (and the cloud queue) has in flight."""
         hosts = [*self.settings.hosts, *([CLOUD_QUEUE] if self.settings.cloud.enabled else [])]
-        return {h: self.capacity(h) - load[h] for h in hosts}
+        loads: dict[str, list[int]] = {host: [] for host in hosts}
+        for entry in self.ledger.entries():
+            if entry.state in _ACTIVE and entry.host in loads:
+                loads[entry.host].append(entry.priority)
+        return loads
+
+    def room(
+        self, priority: int = PRIORITIES[-1], loads: dict[str, list[int]] | None = None
+    ) -> dict[str, int]:
+        """How many more tasks of ``priority`` each host may take now.
+
+        The cap counts only in-flight work at least as urgent: a p0 is sent even when the host's
+        queue is full of p3, and the broker then serves it first, at the next free slot.
+        """
+        loads = self.loads() if loads is None else loads
+        return {
+            host: self.capacity(host) - sum(1 for p in load if p <= priority)
+            for host, load in loads.items()
+        }
 
     def in_flight(self) -> int:
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
 
     def poll(self) -> int:
         self.reconciler.run_once()
-        room = self.room()
-        if all(r <= 0 for r in room.values()):
-            return 0
-        down = self.health.down_hosts()
+        loads = self.loads()
+        by_priority = self.settings.beads.sort == "priority"
+        down: set[str] | None = None
         sent = 0
         for issue in self.store.ready(sort=self.settings.beads.sort):
+            priority = beads_priority(issue)
+            room = self.room(priority, loads)
+            if all(r <= 0 for r in room.values()):
+                if by_priority:  # everything after this is as urgent or less: no room either
+                    break
+                continue
+            down = self.health.down_hosts() if down is None else down
             host, kind = self.route(issue, room=room, down=down)
             if host is not None and self.send(issue, host=host, kind=kind):
-                room[host] -= 1
+                loads[host].append(priority)
                 sent += 1
-            if all(r <= 0 for r in room.values()):
-                break
         return sent
 
     def route(
