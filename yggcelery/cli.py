@@ -58,6 +58,7 @@ def _register() -> None:
     from yggcelery import commands
     from yggcelery.beads.cli import beads
     from yggcelery.bench.cli import bench
+    from yggcelery.flower import flower
     from yggcelery.sim.cli import sim
 
     for command in (commands.loop, commands.worker, commands.beat, commands.status,
@@ -66,6 +67,7 @@ def _register() -> None:
     cli.add_command(beads)
     cli.add_command(sim)
     cli.add_command(bench)
+    cli.add_command(flower)
 
 
 _register()

@@ -93,10 +93,16 @@ def loop(ctx: Context, mode: str, until_idle: bool) -> None:
     """
     from yggcelery.beads import open_store
     from yggcelery.dispatch import make_dispatcher
+    from yggcelery.metrics import start_metrics_server
 
     logging.getLogger("yggcelery").setLevel(logging.INFO)
     dispatcher = make_dispatcher(mode, ctx.settings, open_store(ctx.settings))
-    dispatcher.run(until_idle=until_idle)
+    metrics = start_metrics_server(ctx.settings)
+    try:
+        dispatcher.run(until_idle=until_idle)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 @click.command()
