@@ -238,3 +238,21 @@ def test_line_soup_never_crashes_the_reader_nor_loses_a_line(
         after = path.read_text(encoding="utf-8").split("\n")
         kept = [a == b for a, b in zip(lines, after, strict=False)]
         assert len(after) == len(lines) + 1 and kept.count(False) <= 1
+
+
+def test_a_batch_lands_all_its_writes_in_one_rewrite(tmp_path: Path) -> None:
+    """Inside batch() other readers see the old file; after it, every write at once."""
+    path = tmp_path / "issues.jsonl"
+    store = JsonlStore(path)
+    first = store.create("one", actor="me")
+    second = store.create("two", actor="me")
+    before = path.read_bytes()
+    with store.batch():
+        store.claim(first.id, actor="ygg")
+        store.close(second.id, reason="done", actor="ygg")
+        assert store.get(first.id).status == "in_progress"  # the batch sees its own writes
+        assert path.read_bytes() == before  # nobody else does yet
+        assert JsonlStore(path).get(second.id).status == "open"
+    other = JsonlStore(path)
+    assert other.get(first.id).status == "in_progress"
+    assert other.get(second.id).status == "closed"

@@ -53,7 +53,7 @@ def test_two_dispatchers_on_one_store_dispatch_each_issue_once(
 def test_a_dispatcher_with_a_stale_ready_list_does_not_send_an_issue_again(
     make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
 ) -> None:
-    """Dispatcher B read `ready` before A sent the issue: B's send is refused (no second task)."""
+    """Dispatcher B read `ready` before A sent the issue: B's claim is refused (no second task)."""
     from yggcelery.dispatch.celery import CeleryDispatcher
     from yggcelery.ledger import EntryState
 
@@ -67,7 +67,7 @@ def test_a_dispatcher_with_a_stale_ready_list_does_not_send_an_issue_again(
     stale = second.store.ready(sort=settings.beads.sort)
     assert first.poll() == 1
     assert [i.id for i in stale] == [issue.id]
-    assert second.send(stale[0], host="skadi-code", kind="code") is False
+    assert second.claim(stale[0], host="skadi-code", kind="code") is None
     entry = first.ledger.get(issue.id)
     assert entry is not None and entry.attempt == 1 and entry.state is EntryState.SENT
     for dispatcher in (first, second):

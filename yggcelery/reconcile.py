@@ -112,6 +112,10 @@ def decide(
         return Decision(Action.REVOKE, "issue no longer in Beads")
     if entry.state is EntryState.REQUEUED:
         return Decision(Action.WAIT if issue.status == "open" else Action.FORGET)
+    if entry.state is EntryState.CLAIMED:  # the dispatcher is between claim and send
+        if now - entry.since > CLAIM_GRACE_S:
+            return Decision(Action.REQUEUE, "claimed but never sent (dispatcher stopped)")
+        return Decision(Action.WAIT)
     ours = issue.status == "in_progress" and issue.assignee == settings.beads.actor
     if status == states.SUCCESS:
         return Decision(Action.CLOSE) if ours else Decision(Action.FORGET, "changed by a person")
@@ -124,10 +128,6 @@ def decide(
             return Decision(Action.BLOCK, text)
         return _requeue_or_block(entry, settings, f"attempt {entry.attempt} failed: {text}")
     age_s = now - entry.since
-    if entry.state is EntryState.CLAIMED:
-        if age_s > CLAIM_GRACE_S:
-            return Decision(Action.REQUEUE, "claimed but never sent (dispatcher stopped)")
-        return Decision(Action.WAIT)
     lost = in_broker is False and status in (states.PENDING, states.STARTED)
     if (lost or in_broker is None) and age_s > settings.timeouts.lost_after_s:
         return _requeue_or_block(
@@ -182,19 +182,19 @@ class Reconciler:
             entries = self.ledger.entries()
             if not entries:
                 return report
-            issues = {issue.id: issue for issue in self.store.list_issues()}
             sent = [e for e in entries if e.state is EntryState.SENT]
             metas = result_metas(self.app, [e.task_id for e in sent])
             in_broker = broker_task_ids(self.app, self.settings) if sent else set()
             now = time.time() if now is None else now
-            for entry in entries:
-                seen = None if in_broker is None else entry.task_id in in_broker
-                decision = decide(
-                    entry, issues.get(entry.bead), metas.get(entry.task_id),
-                    in_broker=seen, now=now, settings=self.settings,
-                )  # fmt: skip
-                self._apply(entry, decision, metas.get(entry.task_id))
-                report.actions[decision.action] += 1
+            with self.store.batch():  # one rewrite of the Beads file for the whole pass
+                issues = {issue.id: issue for issue in self.store.list_issues()}
+                for entry in entries:
+                    seen = None if in_broker is None else entry.task_id in in_broker
+                    meta = metas.get(entry.task_id)
+                    decision = decide(entry, issues.get(entry.bead), meta, in_broker=seen,
+                                      now=now, settings=self.settings)  # fmt: skip
+                    self._apply(entry, decision, meta)
+                    report.actions[decision.action] += 1
         if report.counts().keys() - {"wait"}:
             log.info("reconcile: %s", report)
         return report

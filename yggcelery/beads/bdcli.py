@@ -10,13 +10,14 @@ so all of stdout is parsed; plain arrays, single objects and the 2.0 envelope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,11 @@ class BdCliStore:
         if isinstance(data, list):
             data = data[0] if data else {}
         return Comment.model_validate(_strip(data))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """bd commits each command on its own; a batch is just the writes in order."""
+        yield
 
     def create(
         self,

@@ -49,6 +49,9 @@ class JsonlStore:
         self._file_lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
         self._mutex = threading.RLock()
         self._snap: Snapshot | None = None
+        #: Depth of nested :meth:`batch` blocks, and whether one holds unwritten edits.
+        self._batch_depth = 0
+        self._dirty = False
 
     def __repr__(self) -> str:
         snap = self._snap
@@ -137,6 +140,27 @@ class JsonlStore:
             self._commit(snap, lines, changed=at, inserted=True)
         return self.get(issue_id)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply the writes inside the block under one lock hold and one atomic rewrite.
+
+        Other processes see all of them or none; edits made before an exception are still
+        written (each was valid on its own). Reconcile closes a whole pass's results this way,
+        and the dispatcher claims a whole poll's issues, so the file is fsync'd once, not per edit.
+        """
+        with self._mutex, self._file_lock:
+            if not self._batch_depth:
+                self._snap = self._locked_snapshot()
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+                if self._batch_depth == 0 and self._dirty and self._snap is not None:
+                    self._dirty = False
+                    self._write_atomically(b"\n".join(self._snap.lines))
+                    self._snap.key = self._stat_key()
+
     # -- machinery -----------------------------------------------------------------------------
 
     def _edit(self, issue_id: str, change: Callable[[edits.Obj, datetime], bool]) -> Issue:
@@ -160,19 +184,31 @@ class JsonlStore:
     def _writing(self) -> Iterator[Snapshot]:
         """Hold both locks and yield the file exactly as it is on disk now."""
         with self._mutex, self._file_lock:
-            content = self._read_bytes()
-            snap = self._snap
-            if snap is None or not _same_content(snap, content):
-                snap = parse(self.path, content, self._stat_key())
-            self._snap = snap
-            yield snap
+            # In a batch the lock is held since it began, so memory is the newest version.
+            if not (self._batch_depth and self._snap is not None):
+                self._snap = self._locked_snapshot()
+            yield self._snap
+
+    def _locked_snapshot(self) -> Snapshot:
+        """The file as it is on disk now (the caller holds the file lock)."""
+        content = self._read_bytes()
+        snap = self._snap
+        if snap is None or not _same_content(snap, content):
+            snap = parse(self.path, content, self._stat_key())
+        return snap
 
     def _commit(
         self, snap: Snapshot, lines: list[bytes], *, changed: int, inserted: bool = False
     ) -> None:
-        """Write ``lines`` atomically and cache them as the new snapshot, re-decoding one line."""
-        self._write_atomically(b"\n".join(lines))
-        fresh = Snapshot(path=self.path, key=self._stat_key(), lines=lines)
+        """Write ``lines`` atomically (at the end of a batch, inside one) and cache them as the
+        new snapshot, re-decoding one line."""
+        if self._batch_depth:
+            self._dirty = True
+            key = None
+        else:
+            self._write_atomically(b"\n".join(lines))
+            key = self._stat_key()
+        fresh = Snapshot(path=self.path, key=key, lines=lines)
 
         def moved(number: int) -> int:
             return number + 1 if inserted and number >= changed else number
@@ -219,6 +255,8 @@ class JsonlStore:
     def _read(self) -> Snapshot:
         """The cached snapshot, or a new one if the file changed since it was read."""
         with self._mutex:
+            if self._batch_depth and self._snap is not None:
+                return self._snap
             key = self._stat_key()
             if self._snap is None or key is None or self._snap.key != key:
                 self._snap = parse(self.path, self._read_bytes(), key)

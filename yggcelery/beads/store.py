@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,6 +86,11 @@ class BeadsStore(Protocol):
         actor: str,
     ) -> Issue:
         """A new open issue; ``depends_on`` are ids that block it."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A block whose writes land together (one rewrite of a JSONL file; for bd, one
+        command each as before)."""
         ...
 
 

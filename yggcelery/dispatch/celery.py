@@ -107,11 +107,20 @@ class CeleryDispatcher(Dispatcher):
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
 
     def poll(self) -> int:
+        """Reconcile, claim what fits (one Beads write for all claims), then publish it."""
         self.reconciler.run_once()
+        with self.store.batch():
+            claimed = self.claim_ready()
+        for entry, order in claimed:
+            self.publish(entry, order)
+        return len(claimed)
+
+    def claim_ready(self) -> list[tuple[Entry, WorkOrder]]:
+        """Claim ready issues, most urgent first, as long as some host has room for them."""
         loads = self.loads()
         by_priority = self.settings.beads.sort == "priority"
         down: set[str] | None = None
-        sent = 0
+        claimed = []
         for issue in self.store.ready(sort=self.settings.beads.sort):
             priority = beads_priority(issue)
             room = self.room(priority, loads)
@@ -121,10 +130,13 @@ class CeleryDispatcher(Dispatcher):
                 continue
             down = self.health.down_hosts() if down is None else down
             host, kind = self.route(issue, room=room, down=down)
-            if host is not None and self.send(issue, host=host, kind=kind):
+            if host is None:
+                continue
+            entry = self.claim(issue, host=host, kind=kind)
+            if entry is not None:
                 loads[host].append(priority)
-                sent += 1
-        return sent
+                claimed.append((entry, self._order(issue, entry)))
+        return claimed
 
     def route(
         self, issue: Issue, *, room: dict[str, int], down: set[str]
@@ -138,16 +150,20 @@ class CeleryDispatcher(Dispatcher):
             return CLOUD_QUEUE, kind
         return host, kind
 
-    def send(self, issue: Issue, *, host: str, kind: str) -> bool:
-        """Claim ``issue`` and publish it to ``host``'s queue; False if someone else has it."""
+    def claim(self, issue: Issue, *, host: str, kind: str) -> Entry | None:
+        """Claim ``issue`` for ``host`` in the ledger and in Beads; None if someone else has it.
+
+        The ledger entry (state ``claimed``) comes first, so a dispatcher that dies before
+        :meth:`publish` leaves a trace that reconcile hands back after a grace period.
+        """
         previous = self.ledger.get(issue.id)
         if previous is not None and previous.state in _ACTIVE:
             # Another dispatcher sent it since our `ready` read (same actor, so Beads' claim
             # would not object): a second attempt now would run the issue twice.
-            return False
+            return None
         attempt = 1 if previous is None else previous.attempt + 1
         if not self.ledger.take_claim(issue.id, attempt):
-            return False
+            return None
         priority = beads_priority(issue)
         entry = Entry(
             bead=issue.id,
@@ -166,19 +182,21 @@ class CeleryDispatcher(Dispatcher):
         except ClaimConflict as exc:
             log.info("Skipped %s: %s", issue.id, exc)
             self._restore(issue.id, previous)
-            return False
-        order = self._order(issue, entry)
+            return None
+        return entry
+
+    def publish(self, entry: Entry, order: WorkOrder) -> None:
+        """Record the attempt as sent, then publish it (a worker checks the ledger first)."""
         self.ledger.put(entry.moved(EntryState.SENT))
         self.app.send_task(
             "yggcelery.run_bead",
             args=[order.to_dict()],
             task_id=entry.task_id,
-            queue=host,
-            routing_key=host,
-            priority=broker_priority(priority, self.settings.broker_kind),
+            queue=entry.host,
+            routing_key=entry.host,
+            priority=broker_priority(entry.priority, self.settings.broker_kind),
         )
-        log.info("Dispatched %s to %s (p%d)", issue.id, host, priority)
-        return True
+        log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
 
     def _order(self, issue: Issue, entry: Entry) -> WorkOrder:
         return WorkOrder(
