@@ -58,6 +58,7 @@ def _register() -> None:
     from yggcelery import commands
     from yggcelery.beads.cli import beads
     from yggcelery.bench.cli import bench
+    from yggcelery.demo import demo
     from yggcelery.flower import flower
     from yggcelery.sim.cli import sim
 
@@ -68,6 +69,7 @@ def _register() -> None:
     cli.add_command(sim)
     cli.add_command(bench)
     cli.add_command(flower)
+    cli.add_command(demo)
 
 
 _register()
