@@ -42,7 +42,7 @@ from yggcelery.breaker import CircuitBreaker, CircuitState, MemoryBreakerState
 from yggcelery.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
 from yggcelery.dispatch.legacy import bead_result, work_order
-from yggcelery.errors import ClaimConflict, ConfigError
+from yggcelery.errors import ClaimConflict, ConfigError, TransientError
 from yggcelery.llm import AsyncLLMClient, acomplete_with_fallback
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.prompt import build_prompt
@@ -209,7 +209,12 @@ class AsyncDispatcher(Dispatcher):
         """Poll, log status now and then, nap ``poll_s`` or until a task finishes."""
         next_status = 0.0
         while not stop.is_set():
-            await self._poll()
+            try:
+                await self._poll()
+            except TransientError as exc:  # Beads busy or restarting: the next poll tries again
+                log.warning(
+                    "poll failed, retrying after %.1fs: %s", self.settings.dispatch.poll_s, exc
+                )
             if time.monotonic() >= next_status:
                 log.info("status: %s", format_status(self.get_status()))
                 next_status = time.monotonic() + self.settings.dispatch.status_every_s
