@@ -333,9 +333,11 @@ def make_collector(settings: Settings) -> YggCollector:
 
 
 def start_metrics_server(
-    settings: Settings, *, address: str = "127.0.0.1", port: int | None = None
+    settings: Settings, *, address: str | None = None, port: int | None = None
 ) -> MetricsServer | None:
-    """Serve ``/metrics`` on ``settings.metrics_port`` (``port`` overrides; 0 in settings: off)."""
+    """Serve ``/metrics`` on ``settings.metrics_address:metrics_port`` (arguments override;
+    port 0 in settings: off)."""
+    address = settings.metrics_address if address is None else address
     port = settings.metrics_port if port is None else port
     if port == 0:
         log.info("metrics: disabled (metrics_port = 0)")

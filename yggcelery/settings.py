@@ -277,6 +277,9 @@ class Settings(BaseSettings):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    #: The dispatcher's Prometheus endpoint; port 0 turns it off. The address is loopback by
+    #: default (the series name hosts and queues); a container publishing it needs 0.0.0.0.
+    metrics_address: str = "127.0.0.1"
     metrics_port: int = Field(default=9808, ge=0, le=65535)
 
     @field_validator("broker_url", "result_backend")
