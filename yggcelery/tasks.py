@@ -13,9 +13,11 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Ignore
+from celery.signals import worker_process_init
 
 from yggcelery.errors import CircuitOpen, TaskCrashed, TransientError
 from yggcelery.llm import backoff_s
+from yggcelery.work import WorkOrder, perform, perform_on_cloud, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,14 @@ def register_tasks(app: Celery) -> None:
 
     settings = settings_of(app)
 
+    @worker_process_init.connect(weak=False)
+    def _warm_up(**_: Any) -> None:
+        """Build the pool process's client, breaker and ledger before its first task, so the
+        first bead after a start or a restart does not pay for them on a waiting GPU slot."""
+        worker_context(settings)
+
     @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)
     def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
-        from yggcelery.work import WorkOrder, perform, perform_on_cloud, worker_context
-
         order = WorkOrder.from_dict(payload)
         ctx = worker_context(settings)
         if not ctx.ledger.is_current(order.bead_id, order.task_id):

@@ -12,18 +12,25 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar, TypedDict
 
+import redis
+from kombu.exceptions import OperationalError
+
+from yggcelery.errors import TransientError
 from yggcelery.settings import Settings
 
 if TYPE_CHECKING:
     from yggcelery.beads import BeadsStore
 
 log = logging.getLogger(__name__)
+
+#: Failures of one poll that pass by themselves (the broker or Beads restarting): the loop logs
+#: them and polls again, instead of dying and leaving the cluster without a dispatcher.
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, OperationalError, TransientError)
 
 
 class HostStatus(TypedDict):
@@ -89,25 +96,40 @@ class Dispatcher(ABC):
         """The loop: poll, log status now and then, sleep ``poll_s``; Ctrl+C/SIGTERM stop it.
 
         A signal only sets ``stop``: a poll in progress finishes, so an issue is never left
-        claimed but unsent. Then :meth:`shutdown` hands back what was not started.
+        claimed but unsent. Then :meth:`shutdown` hands back what was not started. A poll that
+        fails on a broker or Beads outage (:data:`OUTAGES`) is retried at the next poll.
         """
         stop = stop or threading.Event()
         poll_s = self.settings.dispatch.poll_s
-        next_status = 0.0
-        log.info("%s dispatcher started (%s)", self.name, self.settings)
+        log.info("%s dispatcher started: %r", self.name, self.settings)
+        finished = threading.Event()
+        reporter = threading.Thread(
+            target=self._report_status, args=(finished,), name="ygg-status", daemon=True
+        )
         with _stop_on_signals(stop):
+            reporter.start()
             try:
                 while not stop.is_set():
-                    self.poll()
-                    if time.monotonic() >= next_status:
-                        log.info("status: %s", format_status(self.get_status()))
-                        next_status = time.monotonic() + self.settings.dispatch.status_every_s
-                    if until_idle and self.idle():
-                        break
+                    try:
+                        self.poll()
+                        if until_idle and self.idle():
+                            break
+                    except OUTAGES as exc:
+                        log.warning("%s dispatcher: poll failed, retrying: %r", self.name, exc)
                     stop.wait(poll_s)
             finally:
+                finished.set()
                 self.shutdown(hand_back=True)
         log.info("%s dispatcher stopped", self.name)
+
+    def _report_status(self, finished: threading.Event) -> None:
+        """Log the per-host status every ``status_every_s``, off the polling thread (asking
+        the workers takes a broadcast of up to a second, which must not stall dispatching)."""
+        while not finished.wait(self.settings.dispatch.status_every_s):
+            try:
+                log.info("status: %s", format_status(self.get_status()))
+            except Exception as exc:  # a status line is never worth stopping for
+                log.warning("status unavailable: %r", exc)
 
 
 @contextmanager
