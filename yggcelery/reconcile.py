@@ -10,6 +10,7 @@ seen                          action
 result SUCCESS                comment + close (reason names host and duration), forget
 FAILURE, permanent error      ``blocked`` with the reason in a note, forget
 FAILURE, transient error      back to ``open`` (or ``blocked`` after ``max_attempts``)
+REVOKED by its worker         back to ``open`` (or ``blocked``): cancelled on a broker outage
 issue closed/reopened/gone    revoke the task, forget (a person decided)
 claimed, never sent           back to ``open`` after a grace period (dispatcher died)
 sent, nowhere to be found     after ``lost_after_s``: back to ``open`` (or ``blocked``)
@@ -127,6 +128,12 @@ def decide(
         if not is_transient(failure):
             return Decision(Action.BLOCK, text)
         return _requeue_or_block(entry, settings, f"attempt {entry.attempt} failed: {text}")
+    if status == states.REVOKED and in_broker is not True:
+        # We revoke only after forgetting the entry, so this one was revoked by its worker:
+        # Celery cancels running acks_late tasks when the broker connection drops, and with
+        # Redis down the message is then acked instead of restored. Nothing will run it again.
+        reason = f"task {entry.task_id} cancelled by its worker (broker connection lost)"
+        return _requeue_or_block(entry, settings, reason)
     age_s = now - entry.since
     lost = in_broker is False and status in (states.PENDING, states.STARTED)
     if (lost or in_broker is None) and age_s > settings.timeouts.lost_after_s:
