@@ -75,7 +75,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": timeouts.task_soft_s,
         "task_time_limit": timeouts.task_hard_s,
         "task_track_started": True,
-        "task_send_sent_event": True,
         "worker_send_task_events": True,
         "result_extended": True,
         "result_expires": 7 * 24 * 3600,

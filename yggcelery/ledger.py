@@ -99,8 +99,10 @@ class Ledger:
         raw = self.client.hget(LEDGER_KEY, bead)
         return Entry.from_json(raw) if raw else None
 
-    def put(self, entry: Entry) -> None:
-        self.client.hset(LEDGER_KEY, entry.bead, entry.to_json())
+    def put(self, *entries: Entry) -> None:
+        """Write ``entries`` (one round trip however many)."""
+        if entries:
+            self.client.hset(LEDGER_KEY, mapping={e.bead: e.to_json() for e in entries})
 
     def forget(self, bead: str) -> None:
         self.client.hdel(LEDGER_KEY, bead)

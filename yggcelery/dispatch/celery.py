@@ -111,8 +111,7 @@ class CeleryDispatcher(Dispatcher):
         self.reconciler.run_once()
         with self.store.batch():
             claimed = self.claim_ready()
-        for entry, order in claimed:
-            self.publish(entry, order)
+        self.publish(claimed)
         return len(claimed)
 
     def claim_ready(self) -> list[tuple[Entry, WorkOrder]]:
@@ -185,18 +184,24 @@ class CeleryDispatcher(Dispatcher):
             return None
         return entry
 
-    def publish(self, entry: Entry, order: WorkOrder) -> None:
-        """Record the attempt as sent, then publish it (a worker checks the ledger first)."""
-        self.ledger.put(entry.moved(EntryState.SENT))
-        self.app.send_task(
-            "yggcelery.run_bead",
-            args=[order.to_dict()],
-            task_id=entry.task_id,
-            queue=entry.host,
-            routing_key=entry.host,
-            priority=broker_priority(entry.priority, self.settings.broker_kind),
-        )
-        log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
+    def publish(self, claimed: list[tuple[Entry, WorkOrder]]) -> None:
+        """Record the attempts as sent, then publish them on one producer (a worker checks the
+        ledger before it starts, so the record must come first)."""
+        if not claimed:
+            return
+        self.ledger.put(*(entry.moved(EntryState.SENT) for entry, _ in claimed))
+        with self.app.producer_or_acquire() as producer:
+            for entry, order in claimed:
+                self.app.send_task(
+                    "yggcelery.run_bead",
+                    args=[order.to_dict()],
+                    task_id=entry.task_id,
+                    queue=entry.host,
+                    routing_key=entry.host,
+                    priority=broker_priority(entry.priority, self.settings.broker_kind),
+                    producer=producer,
+                )
+                log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
 
     def _order(self, issue: Issue, entry: Entry) -> WorkOrder:
         return WorkOrder(
