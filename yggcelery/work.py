@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yggcelery.breaker import CircuitBreaker, RedisBreakerState
 from yggcelery.cloud import CloudFallback, RedisSpendLedger
@@ -18,10 +18,22 @@ from yggcelery.errors import CircuitOpen, TransientError
 from yggcelery.ledger import Ledger, redis_for
 from yggcelery.llm import Completion, LLMClient, TaskTags, get_client
 from yggcelery.outcomes import BeadResult
-from yggcelery.prompt import build_prompt
+from yggcelery.prompt import bead_fields, build_prompt
+from yggcelery.routing import beads_priority, task_id
 from yggcelery.settings import Settings
 
+if TYPE_CHECKING:
+    from yggcelery.beads import Issue
+
 log = logging.getLogger(__name__)
+
+
+def service_s_of(issue: Issue) -> float | None:
+    """A simulated service time asked for in ``metadata.ygg.service_s`` (benchmark scenarios)."""
+    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
+    ygg = meta.get("ygg")
+    value = ygg.get("service_s") if isinstance(ygg, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,19 @@ class WorkOrder:
     task_id: str
     #: Simulated service time asked of the simulator (benchmark scenarios); None for real work.
     service_s: float | None = None
+
+    @classmethod
+    def for_issue(cls, issue: Issue, *, kind: str, host: str, attempt: int = 1) -> WorkOrder:
+        """Attempt ``attempt`` of ``issue`` on ``host`` (a host name or the cloud queue)."""
+        return cls(
+            bead=bead_fields(issue),
+            kind=kind,
+            host=host,
+            priority=beads_priority(issue),
+            attempt=attempt,
+            task_id=task_id(issue.id, attempt),
+            service_s=service_s_of(issue),
+        )
 
     @property
     def bead_id(self) -> str:
@@ -100,7 +125,7 @@ def perform(order: WorkOrder, ctx: WorkerContext) -> BeadResult:
         ctx.breaker.record_failure(order.host)
         raise
     ctx.breaker.record_success(order.host)
-    return _result(order, completion, truncated=prompt.truncated)
+    return result_of(order, completion, truncated=prompt.truncated)
 
 
 def perform_on_cloud(order: WorkOrder, ctx: WorkerContext) -> BeadResult:
@@ -110,10 +135,11 @@ def perform_on_cloud(order: WorkOrder, ctx: WorkerContext) -> BeadResult:
     prompt = build_prompt(order.bead, kind=order.kind, max_chars=max_chars)
     completion = ctx.fallback.complete(prompt.text, tags=order.tags())
     log.info("%s ran on the cloud fallback ($%.4f)", order.bead_id, completion.cost_usd)
-    return _result(order, completion, truncated=prompt.truncated)
+    return result_of(order, completion, truncated=prompt.truncated)
 
 
-def _result(order: WorkOrder, completion: Completion, *, truncated: bool) -> BeadResult:
+def result_of(order: WorkOrder, completion: Completion, *, truncated: bool) -> BeadResult:
+    """The outcome of ``order`` to write into Beads (every dispatcher's, Celery's included)."""
     return BeadResult(
         bead=order.bead_id,
         task_id=order.task_id,

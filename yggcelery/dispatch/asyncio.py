@@ -41,14 +41,13 @@ from yggcelery.beads import BeadsStore, Issue
 from yggcelery.breaker import CircuitBreaker, CircuitState, MemoryBreakerState
 from yggcelery.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
-from yggcelery.dispatch.legacy import bead_result, work_order
 from yggcelery.errors import ClaimConflict, ConfigError, TransientError
 from yggcelery.llm import AsyncLLMClient, acomplete_with_fallback
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.prompt import build_prompt
 from yggcelery.routing import beads_priority, candidate_hosts, kind_of, pick_host
 from yggcelery.settings import Settings
-from yggcelery.work import WorkOrder
+from yggcelery.work import WorkOrder, result_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -299,7 +298,7 @@ class AsyncDispatcher(Dispatcher):
         return True
 
     def _start(self, issue: Issue, host: str) -> None:
-        order = work_order(issue, kind=kind_of(issue, self.settings), host=host)
+        order = WorkOrder.for_issue(issue, kind=kind_of(issue, self.settings), host=host)
         task = asyncio.create_task(self._run_bead(order), name=order.task_id)
         task.add_done_callback(lambda _: self._wake.set())
         self._tasks[issue.id] = task
@@ -326,7 +325,7 @@ class AsyncDispatcher(Dispatcher):
             breaker=self.breaker,
             tags=order.tags(),
         )
-        return bead_result(order, completion, truncated=prompt.truncated)
+        return result_of(order, completion, truncated=prompt.truncated)
 
     async def _write_back(self, *, hand_back_cancelled: bool = True) -> None:
         """Write the outcome of every finished task into Beads (cancelled ones are handed back)."""

@@ -24,7 +24,6 @@ from yggcelery.errors import ClaimConflict
 from yggcelery.health import HostHealth
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.outcomes import hand_back
-from yggcelery.prompt import bead_fields
 from yggcelery.reconcile import Reconciler, broker_task_ids
 from yggcelery.routing import (
     PRIORITIES,
@@ -45,13 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ACTIVE = (EntryState.CLAIMED, EntryState.SENT)
-
-
-def service_s_of(issue: Issue) -> float | None:
-    """A simulated service time asked for in ``metadata.ygg.service_s`` (benchmark scenarios)."""
-    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
-    value = (meta.get("ygg") or {}).get("service_s") if isinstance(meta.get("ygg"), dict) else None
-    return float(value) if isinstance(value, int | float) else None
 
 
 class CeleryDispatcher(Dispatcher):
@@ -134,7 +126,9 @@ class CeleryDispatcher(Dispatcher):
             entry = self.claim(issue, host=host, kind=kind)
             if entry is not None:
                 loads[host].append(priority)
-                claimed.append((entry, self._order(issue, entry)))
+                claimed.append(
+                    (entry, WorkOrder.for_issue(issue, kind=kind, host=host, attempt=entry.attempt))
+                )
         return claimed
 
     def route(
@@ -202,17 +196,6 @@ class CeleryDispatcher(Dispatcher):
                     producer=producer,
                 )
                 log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
-
-    def _order(self, issue: Issue, entry: Entry) -> WorkOrder:
-        return WorkOrder(
-            bead=bead_fields(issue),
-            kind=entry.kind,
-            host=entry.host,
-            priority=entry.priority,
-            attempt=entry.attempt,
-            task_id=entry.task_id,
-            service_s=service_s_of(issue),
-        )
 
     def _restore(self, bead: str, previous: Entry | None) -> None:
         if previous is None:

@@ -7,8 +7,8 @@ finished, then walks the ready issues oldest first (no priority); an issue whose
 waits for a later poll. It shares the Beads store, the claim, the outcome writes and the LLM
 client (with its retry policy and cloud fallback) with the other dispatchers.
 
-The helpers :func:`work_order` and :func:`bead_result` are the in-process equivalents of what the
-Celery dispatcher sends and its workers return; the asyncio dispatcher uses them too.
+Orders and results are the same values the Celery path sends and returns
+(:class:`~yggcelery.work.WorkOrder`, :func:`~yggcelery.work.result_of`).
 """
 
 from __future__ import annotations
@@ -21,56 +21,17 @@ from yggcelery.beads import BeadsStore, Issue
 from yggcelery.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.dispatch.base import Dispatcher, HostStatus, empty_queued
 from yggcelery.errors import ClaimConflict
-from yggcelery.llm import Completion, LLMClient, complete_with_fallback, get_client
+from yggcelery.llm import LLMClient, complete_with_fallback, get_client
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
-from yggcelery.prompt import bead_fields, build_prompt
-from yggcelery.routing import beads_priority, kind_of, task_id
+from yggcelery.prompt import build_prompt
+from yggcelery.routing import beads_priority, kind_of
 from yggcelery.settings import Settings
-from yggcelery.work import WorkOrder
+from yggcelery.work import WorkOrder, result_of
 
 log = logging.getLogger(__name__)
 
 #: The old design's agents, one per task kind.
 AGENT_KINDS = ("code", "text", "reasoning")
-
-
-def service_s_of(issue: Issue) -> float | None:
-    """The simulated service time a benchmark bead asks for (``metadata.ygg.service_s``)."""
-    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
-    ygg = meta.get("ygg")
-    value = ygg.get("service_s") if isinstance(ygg, dict) else None
-    return float(value) if isinstance(value, int | float) else None
-
-
-def work_order(issue: Issue, *, kind: str, host: str, attempt: int = 1) -> WorkOrder:
-    """The dispatch attempt of ``issue`` on ``host``, as the Celery dispatcher would send it."""
-    return WorkOrder(
-        bead=bead_fields(issue),
-        kind=kind,
-        host=host,
-        priority=beads_priority(issue),
-        attempt=attempt,
-        task_id=task_id(issue.id, attempt),
-        service_s=service_s_of(issue),
-    )
-
-
-def bead_result(order: WorkOrder, completion: Completion, *, truncated: bool) -> BeadResult:
-    """The outcome of ``order`` to write into Beads."""
-    return BeadResult(
-        bead=order.bead_id,
-        task_id=order.task_id,
-        kind=order.kind,
-        host=completion.host,
-        model=completion.model,
-        text=completion.text,
-        prompt_tokens=completion.prompt_tokens or 0,
-        completion_tokens=completion.completion_tokens or 0,
-        total_s=completion.total_s,
-        via_cloud=completion.via_cloud,
-        cost_usd=completion.cost_usd,
-        prompt_truncated=truncated,
-    )
 
 
 def record_outcome(store: BeadsStore, bead: str, future: Future[BeadResult], *, actor: str) -> None:
@@ -140,7 +101,9 @@ class LegacyDispatcher(Dispatcher):
         except ClaimConflict as exc:
             log.info("%s: %s", issue.id, exc)
             return 0
-        order = work_order(issue, kind=kind_of(issue, self.settings), host=self.agents[agent])
+        order = WorkOrder.for_issue(
+            issue, kind=kind_of(issue, self.settings), host=self.agents[agent]
+        )
         self._busy[agent] = (self._pool.submit(self._work, order), issue.id)
         log.info("%s → %s agent on %s", issue.id, agent, order.host)
         return 1
@@ -157,7 +120,7 @@ class LegacyDispatcher(Dispatcher):
             retry=self.settings.retry,
             tags=order.tags(),
         )
-        return bead_result(order, completion, truncated=prompt.truncated)
+        return result_of(order, completion, truncated=prompt.truncated)
 
     def _collect(self) -> None:
         for agent, (future, bead) in list(self._busy.items()):
