@@ -11,7 +11,12 @@ from yggcelery.settings import load_settings
 
 def test_one_queue_per_host_plus_control() -> None:
     """Queues are the host names and the control queue; cloud only when configured."""
-    assert queue_names(load_settings()) == ["surtr-reasoning", "fenrir-chat", "skadi-code", "ygg-control"]
+    assert queue_names(load_settings()) == [
+        "surtr-reasoning",
+        "fenrir-chat",
+        "skadi-code",
+        "ygg-control",
+    ]
     assert "ygg-cloud" in queue_names(load_settings(cloud={"url": "https://api.example/v1"}))
 
 
@@ -54,4 +59,9 @@ def test_only_json_is_accepted_a_pickled_message_is_refused() -> None:
     from kombu.serialization import loads
 
     with pytest.raises(ContentDisallowed):
-        loads(b"\x80\x04K\x01.", "application/x-python-serialize", "binary", accept=app.conf.accept_content)
+        loads(
+            b"\x80\x04K\x01.",
+            "application/x-python-serialize",
+            "binary",
+            accept=app.conf.accept_content,
+        )

@@ -1,4 +1,4 @@
-"""End to end: a Beads file → `CeleryDispatcher` → real Redis + `ygg worker`s → simulator → Beads."""
+"""End to end: Beads file → `CeleryDispatcher` → Redis + `ygg worker`s → simulator → Beads."""
 
 from __future__ import annotations
 
@@ -57,7 +57,9 @@ def test_thirty_mixed_issues_all_close_once_with_one_result_comment(
         for dep in issue.dependencies:
             blocker = final[dep.depends_on_id]
             assert blocker.closed_at is not None
-            assert blocker.closed_at.timestamp() <= started[issue.id], f"{issue.id} ran before its blocker"
+            assert blocker.closed_at.timestamp() <= started[issue.id], (
+                f"{issue.id} ran before its blocker"
+            )
 
     for host in fleet:
         assert host.status()["max_concurrency"] <= settings.hosts[host.name].slots

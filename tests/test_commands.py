@@ -1,4 +1,4 @@
-"""The cluster commands as an operator runs them: `ygg worker`, plain `celery worker`, `ygg status`."""
+"""The cluster commands as operators run them: `ygg worker`, `celery worker`, `ygg status`."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_ygg_status_json_reports_hosts_queues_and_ready_beads(
     sim_fleet: Callable[..., SimFleet],
     local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    """`ygg status --json`: the seed's per-host keys, queued by priority, beads ready by priority."""
+    """`ygg status --json`: the seed's per-host keys, queued and ready by priority."""
     fleet = sim_fleet(time_scale=1.0)
     settings = make_settings(fleet=fleet)
     settings.beads.dir.mkdir(parents=True)

@@ -26,7 +26,9 @@ from yggcelery.work import WorkOrder
 HOST = "skadi-code"
 
 
-def publish(settings: Settings, ledger: Ledger | None, bead: str, priority: int, service_s: float) -> None:
+def publish(
+    settings: Settings, ledger: Ledger | None, bead: str, priority: int, service_s: float
+) -> None:
     """Send one run_bead for ``bead`` at ``priority`` to HOST, as the dispatcher would."""
     app = make_app(settings)
     tid = task_id(bead, 1)
@@ -58,12 +60,16 @@ def inversions(records: list[dict[str, Any]]) -> int:
     return sum(1 for i, a in enumerate(keys) for b in keys[i + 1 :] if b < a)
 
 
-def single_host(make_settings: Callable[..., Settings], fleet: SimFleet, slots: int, **kw: Any) -> Settings:
+def single_host(
+    make_settings: Callable[..., Settings], fleet: SimFleet, slots: int, **kw: Any
+) -> Settings:
     host = fleet.host_overrides()[HOST].model_copy(update={"slots": slots})
     return make_settings(hosts={HOST: host}, **kw)
 
 
-def run_priority_order(settings: Settings, fleet: SimFleet, cluster: Callable[..., LocalCluster]) -> None:
+def run_priority_order(
+    settings: Settings, fleet: SimFleet, cluster: Callable[..., LocalCluster]
+) -> None:
     ledger = Ledger.from_settings(settings)
     rng = random.Random(7)
     priorities = [rng.randrange(5) for _ in range(40)]
@@ -137,7 +143,9 @@ def test_priority_order_holds_on_rabbitmq(
 
     fleet = sim_fleet(time_scale=1.0)
     vhost_queue = HOST
-    settings = single_host(make_settings, fleet, slots=1, broker_url="amqp://guest:guest@127.0.0.1:5672//")
+    settings = single_host(
+        make_settings, fleet, slots=1, broker_url="amqp://guest:guest@127.0.0.1:5672//"
+    )
     with kombu.Connection(settings.broker_url) as conn:  # start from an empty queue
         conn.default_channel.queue_delete(vhost_queue)
     run_priority_order(settings, fleet, local_cluster)

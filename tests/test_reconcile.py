@@ -22,7 +22,9 @@ SETTINGS = load_settings()
 
 
 def entry(state: EntryState = EntryState.SENT, *, age_s: float = 1.0, failures: int = 0) -> Entry:
-    return Entry("bd-1", 1, task_id("bd-1", 1), "skadi-code", "code", 1, state, NOW - age_s, failures)
+    return Entry(
+        "bd-1", 1, task_id("bd-1", 1), "skadi-code", "code", 1, state, NOW - age_s, failures
+    )
 
 
 def issue(status: str = "in_progress", assignee: str | None = "ygg") -> Issue:
@@ -36,7 +38,9 @@ def failure(exc_type: str) -> dict[str, Any]:
     return {"status": states.FAILURE, "result": {"exc_type": exc_type, "exc_message": ["boom"]}}
 
 
-def act(e: Entry, i: Issue | None, meta: dict[str, Any] | None, *, in_broker: bool | None = True) -> Action:
+def act(
+    e: Entry, i: Issue | None, meta: dict[str, Any] | None, *, in_broker: bool | None = True
+) -> Action:
     return decide(e, i, meta, in_broker=in_broker, now=NOW, settings=SETTINGS).action
 
 
@@ -92,7 +96,9 @@ def test_requeued_entry_waits_while_open_and_is_forgotten_once_someone_else_has_
 
 
 @pytest.fixture
-def world(make_settings: Callable[..., Settings]) -> tuple[Settings, JsonlStore, Ledger, Reconciler]:
+def world(
+    make_settings: Callable[..., Settings],
+) -> tuple[Settings, JsonlStore, Ledger, Reconciler]:
     settings = make_settings()
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
@@ -101,14 +107,27 @@ def world(make_settings: Callable[..., Settings]) -> tuple[Settings, JsonlStore,
     return settings, store, ledger, Reconciler(settings, app, store, ledger)
 
 
-def test_a_second_pass_on_the_same_state_changes_nothing(world: tuple[Settings, JsonlStore, Ledger, Reconciler]) -> None:
+def test_a_second_pass_on_the_same_state_changes_nothing(
+    world: tuple[Settings, JsonlStore, Ledger, Reconciler],
+) -> None:
     """SUCCESS and FAILURE written once; the file is byte-identical after a second pass."""
     settings, store, ledger, reconciler = world
     done = store.create("done", actor="me")
     broken = store.create("broken", actor="me")
     for bead in (done, broken):
         store.claim(bead.id, actor="ygg")
-        ledger.put(Entry(bead.id, 1, task_id(bead.id, 1), "skadi-code", "code", 2, EntryState.SENT, time.time()))
+        ledger.put(
+            Entry(
+                bead.id,
+                1,
+                task_id(bead.id, 1),
+                "skadi-code",
+                "code",
+                2,
+                EntryState.SENT,
+                time.time(),
+            )
+        )
     backend = reconciler.app.backend
     result = BeadResult(bead=done.id, task_id=task_id(done.id, 1), kind="code", host="skadi-code",
                         model="m", text="the answer", total_s=1.5)  # fmt: skip
@@ -132,11 +151,13 @@ def test_a_pass_interrupted_after_the_comment_does_not_comment_twice(
     world: tuple[Settings, JsonlStore, Ledger, Reconciler],
 ) -> None:
     """If the comment landed but the close did not, the next pass only closes."""
-    settings, store, ledger, reconciler = world
+    _, store, ledger, reconciler = world
     bead = store.create("half done", actor="me")
     store.claim(bead.id, actor="ygg")
     tid = task_id(bead.id, 1)
-    result = BeadResult(bead=bead.id, task_id=tid, kind="text", host="fenrir-chat", model="m", text="x")
+    result = BeadResult(
+        bead=bead.id, task_id=tid, kind="text", host="fenrir-chat", model="m", text="x"
+    )
     store.add_comment(bead.id, result.comment(), author="ygg")
     ledger.put(Entry(bead.id, 1, tid, "fenrir-chat", "text", 2, EntryState.SENT, time.time()))
     reconciler.app.backend.store_result(tid, result.to_dict(), states.SUCCESS)

@@ -15,12 +15,17 @@ from yggcelery.settings import load_settings
 
 
 def issue(**fields: object) -> Issue:
-    return Issue.model_validate({"id": "bd-1", "title": "t", "created_at": "2026-01-01T00:00:00Z", **fields})
+    return Issue.model_validate(
+        {"id": "bd-1", "title": "t", "created_at": "2026-01-01T00:00:00Z", **fields}
+    )
 
 
 def test_kind_label_wins_over_issue_type() -> None:
     """`kind:reasoning` on a bug routes as reasoning."""
-    assert kind_of(issue(issue_type="bug", labels=["x", "kind:reasoning"]), load_settings()) == "reasoning"
+    assert (
+        kind_of(issue(issue_type="bug", labels=["x", "kind:reasoning"]), load_settings())
+        == "reasoning"
+    )
 
 
 def test_issue_type_then_default_kind() -> None:

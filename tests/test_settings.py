@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from yggcelery.errors import ConfigError
 from yggcelery.settings import load_settings, to_env
@@ -23,7 +25,9 @@ def test_defaults_describe_the_seed_fleet() -> None:
     assert s.timeouts.visibility_s > s.timeouts.task_hard_s
 
 
-def test_toml_file_is_read_and_env_overrides_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_toml_file_is_read_and_env_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ygg.toml sets values; a YGG_* variable beats the file."""
     Path("ygg.toml").write_text('broker_url = "redis://db:6379/0"\n[dispatch]\npoll_s = 5\n')
     monkeypatch.setenv("YGG_DISPATCH__POLL_S", "0.5")
@@ -36,7 +40,8 @@ def test_invalid_value_names_the_key_and_the_file(tmp_path: Path) -> None:
     """A bad slot count is one ConfigError naming hosts.skadi-code.slots and the file."""
     path = tmp_path / "bad.toml"
     path.write_text(
-        '[hosts.skadi-code]\nbase_url = "http://skadi:11434"\nmodel = "m"\nslots = 0\nkinds = ["code"]\n'
+        '[hosts.skadi-code]\nbase_url = "http://skadi:11434"\nmodel = "m"\n'
+        'slots = 0\nkinds = ["code"]\n'
     )
     with pytest.raises(ConfigError) as info:
         load_settings(path)
@@ -62,7 +67,7 @@ def test_unknown_key_is_rejected(tmp_path: Path) -> None:
 
 def test_bad_broker_url_fails_with_one_line() -> None:
     """An unsupported broker scheme is a ConfigError naming broker_url."""
-    with pytest.raises(ConfigError, match="broker_url.*unsupported URL scheme 'http'"):
+    with pytest.raises(ConfigError, match=r"broker_url.*unsupported URL scheme 'http'"):
         load_settings(broker_url="http://nope")
 
 
