@@ -32,15 +32,15 @@ def test_two_dispatchers_on_one_store_dispatch_each_issue_once(
 ) -> None:
     """Two `ygg loop` processes at once: one model request per bead, one result comment each."""
     fleet = sim_fleet(time_scale=0.05)
-    settings = make_settings(fleet=fleet)
+    settings = make_settings(fleet=fleet, metrics_port=0)  # two loops: no /metrics port clash
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
     issues = seed_issues(store, count=24, dependency_every=0, service_s=10.0)
     local_cluster(settings)
 
     loops = [start_loop(settings, tmp_path / f"loop{n}.log") for n in (1, 2)]
-    for proc in loops:
-        assert proc.wait(timeout=240) == 0, (tmp_path / "loop1.log").read_text()[-3000:]
+    for n, proc in enumerate(loops, start=1):
+        assert proc.wait(timeout=240) == 0, (tmp_path / f"loop{n}.log").read_text()[-3000:]
 
     report = audit(store)
     assert report.ok, report.problems

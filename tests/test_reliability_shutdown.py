@@ -99,7 +99,7 @@ def test_sigint_on_ygg_loop_leaves_nothing_claimed_but_unsent(
     """After Ctrl+C, each in_progress issue has a SENT entry whose task is queued, running or
     finished; the rest is open. A second `ygg loop` then finishes everything once."""
     fleet = sim_fleet(time_scale=0.05)
-    settings = make_settings(fleet=fleet)
+    settings = make_settings(fleet=fleet, metrics_port=0)
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
     issues = seed_issues(store, count=30, dependency_every=0, service_s=30.0)
