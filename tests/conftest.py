@@ -20,8 +20,6 @@ from yggcelery.localredis import RedisServer
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "beads" / "samples"
-
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -73,6 +71,7 @@ def make_settings(redis_db: RedisServer, tmp_path: Path) -> Callable[..., Settin
             "broker_url": redis_db.url(0),
             "result_backend": redis_db.url(1),
             "beads": {"dir": str(tmp_path / ".beads"), "store": "jsonl"},
+            "metrics_port": 0,  # tests that want /metrics ask for a port
             "dispatch": {"poll_s": 0.2, "reconcile_every_s": 1.0, "status_every_s": 60},
             "retry": {"backoff_s": 0.1, "backoff_max_s": 0.5, "breaker_cooldown_s": 1.0},
             "timeouts": {"task_soft_s": 50, "task_hard_s": 60, "visibility_s": 90,

@@ -64,7 +64,7 @@ def single_host(
     make_settings: Callable[..., Settings], fleet: SimFleet, slots: int, **kw: Any
 ) -> Settings:
     host = fleet.host_overrides()[HOST].model_copy(update={"slots": slots})
-    return make_settings(hosts={HOST: host}, **kw)
+    return make_settings(hosts={HOST: host}, routing={"default_kind": "code"}, **kw)
 
 
 def run_priority_order(

@@ -97,7 +97,14 @@ def loop(ctx: Context, mode: str, until_idle: bool) -> None:
 
     logging.getLogger("yggcelery").setLevel(logging.INFO)
     dispatcher = make_dispatcher(mode, ctx.settings, open_store(ctx.settings))
-    metrics = start_metrics_server(ctx.settings)
+    try:
+        metrics = start_metrics_server(ctx.settings)
+    except OSError as exc:  # dispatching matters more than its metrics: say so and go on
+        log.warning(
+            "metrics: cannot listen on %s:%s (%s); running without /metrics",
+            ctx.settings.metrics_address, ctx.settings.metrics_port, exc.strerror,
+        )  # fmt: skip
+        metrics = None
     try:
         dispatcher.run(until_idle=until_idle)
     finally:
