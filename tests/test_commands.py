@@ -128,3 +128,30 @@ def test_a_full_host_still_takes_a_more_urgent_issue(
     assert dispatcher.poll() == 1
     assert store.get(urgent.id).status == "in_progress"
     assert sorted(dispatcher.loads()["skadi-code"]) == [0, 3, 3, 3, 3]
+
+
+def test_ygg_reconcile_once_closes_a_finished_issue(make_settings: Callable[..., Settings]) -> None:
+    """`ygg reconcile --once` writes a stored result into Beads and prints what it did."""
+    from celery import states
+
+    from yggcelery.ledger import Entry, EntryState, Ledger
+    from yggcelery.outcomes import BeadResult
+    from yggcelery.routing import task_id
+
+    settings = make_settings()
+    settings.beads.dir.mkdir(parents=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    bead = store.create("summarise the meeting", actor="me")
+    store.claim(bead.id, actor="ygg")
+    tid = task_id(bead.id, 1)
+    Ledger.from_settings(settings).put(
+        Entry(bead.id, 1, tid, "fenrir-chat", "text", 2, EntryState.SENT, time.time())
+    )
+    result = BeadResult(bead=bead.id, task_id=tid, kind="text", host="fenrir-chat", model="m",
+                        text="Three decisions were made.", total_s=2.0)  # fmt: skip
+    make_app(settings).backend.store_result(tid, result.to_dict(), states.SUCCESS)
+    out = subprocess.run([sys.executable, "-m", "yggcelery", "reconcile", "--once"],
+                         env={**os.environ, **to_env(settings)}, capture_output=True, text=True,
+                         check=True, timeout=60)  # fmt: skip
+    assert json.loads(out.stdout) == {"close": 1}
+    assert store.get(bead.id).status == "closed"

@@ -113,15 +113,23 @@ def loop(ctx: Context, mode: str, until_idle: bool) -> None:
 
 
 @click.command()
-@click.option("--once", is_flag=True, required=True, help="One pass (beat runs it periodically).")
+@click.option(
+    "--once", is_flag=True, help="One pass, then exit (default: every reconcile_every_s)."
+)
 @pass_context
 def reconcile(ctx: Context, once: bool) -> None:
-    """Write finished, failed and lost work back into Beads, once."""
+    """Write finished, failed and lost work back into Beads (beat does this every 10 s)."""
+    import time
+
     from yggcelery.celery_app import make_app
     from yggcelery.reconcile import run_once
 
-    report = run_once(ctx.settings, make_app(ctx.settings))
-    click.echo(json.dumps(report.counts(), sort_keys=True))
+    app = make_app(ctx.settings)
+    while True:
+        click.echo(json.dumps(run_once(ctx.settings, app).counts(), sort_keys=True))
+        if once:
+            return
+        time.sleep(ctx.settings.dispatch.reconcile_every_s)
 
 
 @click.command()
