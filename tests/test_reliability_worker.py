@@ -58,8 +58,12 @@ def code_issues(store: JsonlStore, count: int, *, service_s: float) -> list[str]
     ]
 
 
-def busy(fleet: SimFleet, host: str) -> bool:
-    return any(r["status"] is None and r["started"] for r in fleet[host].records())
+def busy(fleet: SimFleet, host: str, *, since: float = 0.0) -> bool:
+    """A model request that arrived after ``since`` is being served right now."""
+    return any(
+        r["started"] and r["finished"] is None and r["arrived"] > since
+        for r in fleet[host].records()
+    )
 
 
 def interrupted(fleet: SimFleet, kill_at: float) -> list[str]:
@@ -69,6 +73,15 @@ def interrupted(fleet: SimFleet, kill_at: float) -> list[str]:
         for r in fleet[HOST].records()
         if r["status"] in (499, None) and r["arrived"] <= kill_at <= (r["finished"] or 1e18)
     ]
+
+
+def answered_again(fleet: SimFleet, kill_at: float) -> bool:
+    """Every bead the kill interrupted got an answer afterwards."""
+    rows = fleet[HOST].records()
+    return all(
+        any(r["bead"] == bead and r["status"] == 200 and r["arrived"] > kill_at for r in rows)
+        for bead in interrupted(fleet, kill_at)
+    )
 
 
 def next_arrivals(fleet: SimFleet, kill_at: float) -> list[tuple[float, float]]:
@@ -85,6 +98,18 @@ def next_arrivals(fleet: SimFleet, kill_at: float) -> list[tuple[float, float]]:
     return out
 
 
+def diagnose(settings: Settings, dispatcher: object, beads: list[str]) -> str:
+    """What the ledger, the backend and the broker know of ``beads`` (for a failure message)."""
+    from yggcelery.reconcile import broker_task_ids, result_metas
+
+    assert isinstance(dispatcher, CeleryDispatcher)
+    entries = [dispatcher.ledger.get(b) for b in beads]
+    ids = [e.task_id for e in entries if e]
+    metas = {t: m.get("status") for t, m in result_metas(dispatcher.app, ids).items()}
+    in_broker = broker_task_ids(dispatcher.app, settings) or set()
+    return f"entries={entries} metas={metas} in_broker={[t for t in ids if t in in_broker]}"
+
+
 def run_with_crashes(
     settings: Settings, fleet: SimFleet, cluster: LocalCluster, store: JsonlStore,
     *, kills: int, whole_worker: bool, seed: int = 1,
@@ -95,7 +120,11 @@ def run_with_crashes(
     killed_at: list[float] = []
     with DispatcherThread(CeleryDispatcher(settings, store)) as loop:
         while len(killed_at) < kills:
-            assert wait_until(lambda: busy(fleet, HOST), timeout_s=60)
+            since = killed_at[-1] if killed_at else 0.0
+            at_work = functools.partial(busy, fleet, HOST, since=since)
+            assert wait_until(lambda: at_work() or not loop.alive, timeout_s=60)  # noqa: B023
+            if not loop.alive:  # all work done before the next kill: fewer kills than asked
+                break
             time.sleep(rng.uniform(0.1, 0.5))
             if whole_worker:
                 killed_at.append(time.time())
@@ -109,7 +138,13 @@ def run_with_crashes(
                 os.kill(rng.choice(pids), signal.SIGKILL)
             if interrupted(fleet, killed_at[-1]):
                 back = functools.partial(next_arrivals, fleet, killed_at[-1])
-                assert wait_until(back, timeout_s=KOMBU_DEFAULT_SWEEP_S)
+                assert wait_until(back, timeout_s=KOMBU_DEFAULT_SWEEP_S), diagnose(
+                    settings, loop.dispatcher, interrupted(fleet, killed_at[-1])
+                )
+                # Let the interrupted work finish before the next kill, or the kills would keep
+                # hitting the same redelivered task (which then ends blocked, as a poison would).
+                done = functools.partial(answered_again, fleet, killed_at[-1])
+                assert wait_until(done, timeout_s=60)
         assert loop.wait(timeout_s=240), "dispatcher did not finish"
         assert loop.error is None
     return killed_at
@@ -126,7 +161,7 @@ def test_kill_9_whole_worker_twice_loses_nothing_and_recovers_after_visibility_t
     settings = crash_settings(make_settings, fleet)
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
-    ids = code_issues(store, 16, service_s=20.0)
+    ids = code_issues(store, 30, service_s=40.0)
     cluster = local_cluster(settings, hosts=[HOST])
 
     kills = run_with_crashes(settings, fleet, cluster, store, kills=2, whole_worker=True)
@@ -154,7 +189,7 @@ def test_kill_9_one_pool_process_redelivers_its_task_at_once(
     settings = crash_settings(make_settings, fleet)
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
-    ids = code_issues(store, 12, service_s=20.0)
+    ids = code_issues(store, 16, service_s=40.0)
     cluster = local_cluster(settings, hosts=[HOST])
 
     kills = run_with_crashes(settings, fleet, cluster, store, kills=3, whole_worker=False)
@@ -176,12 +211,12 @@ def test_kill_9_whole_worker_ten_times(
     local_cluster: Callable[..., LocalCluster],
     tmp_path: Path,
 ) -> None:
-    """Ten kill -9s of the worker under a 60-issue load: all closed once, none lost."""
+    """Ten kill -9s of the worker under a 150-issue load: all closed once, none lost."""
     fleet = sim_fleet(time_scale=0.05)
     settings = crash_settings(make_settings, fleet)
     settings.beads.dir.mkdir(parents=True, exist_ok=True)
     store = JsonlStore(settings.beads.jsonl_path)
-    ids = code_issues(store, 60, service_s=20.0)
+    ids = code_issues(store, 150, service_s=40.0)
     cluster = local_cluster(settings, hosts=[HOST])
     kills = run_with_crashes(settings, fleet, cluster, store, kills=10, whole_worker=True, seed=7)
     report = audit(store)
