@@ -32,10 +32,24 @@ Messages name the thing and the place, for example
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class YggError(Exception):
     """Root of every error yggcelery raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery's prefork pool pickles a task's exception to the worker's main process. The
+        # default (``cls(*args)``) fails for constructors with other arguments, and Celery then
+        # falls back to a base class (HostRejected arrived as PermanentError): rebuild exactly.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[YggError], args: tuple[Any, ...], state: dict[str, Any]) -> YggError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class TransientError(YggError):
