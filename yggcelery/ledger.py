@@ -69,13 +69,14 @@ class Entry:
 
 
 @cache
-def _client(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis:
+    """One Redis client (and connection pool) per process and URL."""
     return redis.Redis.from_url(url, health_check_interval=10, socket_timeout=10)
 
 
 def redis_for(settings: Settings) -> redis.Redis:
     """The Redis client of the result backend (one per process and URL)."""
-    return _client(settings.result_backend)
+    return redis_client(settings.result_backend)
 
 
 class Ledger:
@@ -106,6 +107,15 @@ class Ledger:
 
     def forget(self, bead: str) -> None:
         self.client.hdel(LEDGER_KEY, bead)
+
+    def update(self, *, put: list[Entry], forget: list[str]) -> None:
+        """Write ``put`` and drop ``forget`` in one round trip."""
+        with self.client.pipeline(transaction=True) as pipe:
+            if put:
+                pipe.hset(LEDGER_KEY, mapping={e.bead: e.to_json() for e in put})
+            if forget:
+                pipe.hdel(LEDGER_KEY, *forget)
+            pipe.execute()
 
     def is_current(self, bead: str, task_id: str) -> bool:
         """Whether ``task_id`` is the bead's live attempt (not revoked, handed back or replaced)."""

@@ -63,20 +63,29 @@ GPU_HELP = (
 
 def observe_duration(client: redis.Redis, *, host: str, kind: str, seconds: float) -> None:
     """Add one finished task to the shared histogram (one atomic transaction)."""
-    prefix = f"{host}{_SEP}{kind}{_SEP}"
     with client.pipeline(transaction=True) as pipe:
-        for index, bound in enumerate(DURATION_BUCKETS_S):
-            if seconds <= bound:
-                pipe.hincrby(DURATION_KEY, f"{prefix}{index}", 1)
-        pipe.hincrby(DURATION_KEY, f"{prefix}count", 1)
-        pipe.hincrbyfloat(DURATION_KEY, f"{prefix}sum", seconds)
+        _observe(pipe, host=host, kind=kind, seconds=seconds)
         pipe.execute()
 
 
-def observe_result(client: redis.Redis, result: BeadResult) -> None:
-    """The reconcile pass's hook: a result it has just written into Beads."""
-    host = "cloud" if result.via_cloud else result.host
-    observe_duration(client, host=host, kind=result.kind, seconds=max(result.total_s, 0.0))
+def _observe(pipe: Any, *, host: str, kind: str, seconds: float) -> None:
+    prefix = f"{host}{_SEP}{kind}{_SEP}"
+    for index, bound in enumerate(DURATION_BUCKETS_S):
+        if seconds <= bound:
+            pipe.hincrby(DURATION_KEY, f"{prefix}{index}", 1)
+    pipe.hincrby(DURATION_KEY, f"{prefix}count", 1)
+    pipe.hincrbyfloat(DURATION_KEY, f"{prefix}sum", seconds)
+
+
+def observe_results(client: redis.Redis, results: list[BeadResult]) -> None:
+    """The reconcile pass's hook: the results it has just written into Beads (one transaction)."""
+    if not results:
+        return
+    with client.pipeline(transaction=True) as pipe:
+        for result in results:
+            host = "cloud" if result.via_cloud else result.host
+            _observe(pipe, host=host, kind=result.kind, seconds=max(result.total_s, 0.0))
+        pipe.execute()
 
 
 class _HashReader(Protocol):

@@ -35,7 +35,7 @@ from celery import Celery, states
 
 from yggcelery import broker, errors
 from yggcelery.ledger import Entry, EntryState, Ledger
-from yggcelery.metrics import observe_result
+from yggcelery.metrics import observe_results
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.settings import Settings
 
@@ -170,6 +170,15 @@ def result_metas(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:
     return {t: backend.decode(v) for t, v in zip(task_ids, values, strict=True) if v}
 
 
+@dataclass
+class _Changes:
+    """What one pass does to the ledger (after its Beads writes) and to the metrics."""
+
+    put: list[Entry] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)
+    closed: list[BeadResult] = field(default_factory=list)
+
+
 class Reconciler:
     """Applies :func:`decide` to every ledger entry; shared by beat's job and the dispatcher."""
 
@@ -193,6 +202,7 @@ class Reconciler:
             metas = result_metas(self.app, [e.task_id for e in sent])
             in_broker = broker_task_ids(self.app, self.settings) if sent else set()
             now = time.time() if now is None else now
+            changes = _Changes()
             with self.store.batch():  # one rewrite of the Beads file for the whole pass
                 issues = {issue.id: issue for issue in self.store.list_issues()}
                 for entry in entries:
@@ -200,32 +210,37 @@ class Reconciler:
                     meta = metas.get(entry.task_id)
                     decision = decide(entry, issues.get(entry.bead), meta, in_broker=seen,
                                       now=now, settings=self.settings)  # fmt: skip
-                    self._apply(entry, decision, meta)
+                    self._apply(entry, decision, meta, changes)
                     report.actions[decision.action] += 1
+            # Only once Beads holds the outcomes may the ledger let go of them: a pass that dies
+            # before this point is simply done again (every Beads write is idempotent).
+            self.ledger.update(put=changes.put, forget=changes.forget)
+            observe_results(self.ledger.client, changes.closed)  # ygg_task_duration_seconds
         if report.counts().keys() - {"wait"}:
             log.info("reconcile: %s", report)
         return report
 
-    def _apply(self, entry: Entry, decision: Decision, meta: dict[str, Any] | None) -> None:
+    def _apply(
+        self, entry: Entry, decision: Decision, meta: dict[str, Any] | None, changes: _Changes
+    ) -> None:
         action = decision.action
         if action is Action.CLOSE:
             result = BeadResult.from_dict(meta["result"])  # type: ignore[index]
             if record_success(self.store, result, actor=self.actor):
-                observe_result(self.ledger.client, result)  # ygg_task_duration_seconds
-            self.ledger.forget(entry.bead)
+                changes.closed.append(result)
         elif action is Action.BLOCK:
             record_failure(self.store, entry.bead, reason=decision.reason, actor=self.actor)
-            self.ledger.forget(entry.bead)
         elif action is Action.REQUEUE:
             hand_back(self.store, entry.bead, note=decision.reason, actor=self.actor)
             requeued = entry.moved(EntryState.REQUEUED)
-            self.ledger.put(replace(requeued, failures=entry.failures + 1))
+            changes.put.append(replace(requeued, failures=entry.failures + 1))
+            return
         elif action is Action.REVOKE:
             self.app.control.revoke(entry.task_id)
             log.info("Revoked %s for %s: %s", entry.task_id, entry.bead, decision.reason)
-            self.ledger.forget(entry.bead)
-        elif action is Action.FORGET:
-            self.ledger.forget(entry.bead)
+        elif action is Action.WAIT:
+            return
+        changes.forget.append(entry.bead)
 
 
 def run_once(settings: Settings, app: Celery) -> ReconcileReport:

@@ -93,7 +93,7 @@ class Dispatcher(ABC):
         return self.in_flight() == 0 and not self.store.ready(sort=self.settings.beads.sort)
 
     def run(self, *, stop: threading.Event | None = None, until_idle: bool = False) -> None:
-        """The loop: poll, log status now and then, sleep ``poll_s``; Ctrl+C/SIGTERM stop it.
+        """The loop: poll, and after a poll that sent nothing sleep ``poll_s``; signals stop it.
 
         A signal only sets ``stop``: a poll in progress finishes, so an issue is never left
         claimed but unsent. Then :meth:`shutdown` hands back what was not started. A poll that
@@ -110,13 +110,15 @@ class Dispatcher(ABC):
             reporter.start()
             try:
                 while not stop.is_set():
+                    sent = 0
                     try:
-                        self.poll()
+                        sent = self.poll()
                         if until_idle and self.idle():
                             break
                     except OUTAGES as exc:
                         log.warning("%s dispatcher: poll failed, retrying: %r", self.name, exc)
-                    stop.wait(poll_s)
+                    if not sent:  # a poll that sent work polls again at once: hosts may have room
+                        stop.wait(poll_s)
             finally:
                 finished.set()
                 self.shutdown(hand_back=True)
