@@ -256,3 +256,22 @@ def test_a_batch_lands_all_its_writes_in_one_rewrite(tmp_path: Path) -> None:
     other = JsonlStore(path)
     assert other.get(first.id).status == "in_progress"
     assert other.get(second.id).status == "closed"
+
+
+def test_a_batch_keeps_malformed_lines_and_every_other_byte(tmp_path: Path) -> None:
+    """Edits in a batch change only their own lines; a bad line stays as it was, reported."""
+    path = tmp_path / "issues.jsonl"
+    store = JsonlStore(path)
+    first = store.create("one", actor="me")
+    second = store.create("two", actor="me")
+    path.write_bytes(path.read_bytes() + b"{not json\n")
+    before = path.read_bytes().split(b"\n")
+    with store.batch():
+        store.add_comment(first.id, "result", author="ygg")
+        store.close(first.id, reason="done", actor="ygg")
+        assert store.ready() == [store.get(second.id)]
+    after = path.read_bytes().split(b"\n")
+    assert len(after) == len(before)
+    assert [n for n, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [0]
+    assert b"{not json" in after
+    assert [p.line_no for p in store.problems] == [3]

@@ -175,19 +175,39 @@ class JsonlStore:
             if change(obj, now):
                 edits.touch(obj, now)
                 ending = raw[len(raw.rstrip(b"\r")) :]
-                lines = list(snap.lines)
-                lines[line] = edits.dumps(obj) + ending
-                self._commit(snap, lines, changed=line)
+                new_raw = edits.dumps(obj) + ending
+                if self._batch_depth:
+                    self._replace_in_batch(snap, line, new_raw)
+                else:
+                    lines = list(snap.lines)
+                    lines[line] = new_raw
+                    self._commit(snap, lines, changed=line)
         return self.get(issue_id)
+
+    def _replace_in_batch(self, snap: Snapshot, number: int, raw: bytes) -> None:
+        """Inside a batch the snapshot is ours alone (we hold the lock): change it in place
+        instead of copying every line and head for each edit; the batch writes it once."""
+        snap.lines[number] = raw
+        old = snap.heads.pop(number, None)
+        if old is not None and snap.index.get(str(old.id)) == number:
+            del snap.index[str(old.id)]
+        snap.models.pop(number, None)
+        snap.problems = [p for p in snap.problems if p.line_no != number + 1]
+        snap.reset_readiness()
+        snap.key = None
+        add_line(snap, number, raw)
+        self._dirty = True
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Snapshot]:
         """Hold both locks and yield the file exactly as it is on disk now."""
-        with self._mutex, self._file_lock:
-            # In a batch the lock is held since it began, so memory is the newest version.
-            if not (self._batch_depth and self._snap is not None):
+        with self._mutex:
+            if self._batch_depth and self._snap is not None:
+                yield self._snap  # the batch holds the file lock: memory is the newest version
+                return
+            with self._file_lock:
                 self._snap = self._locked_snapshot()
-            yield self._snap
+                yield self._snap
 
     def _locked_snapshot(self) -> Snapshot:
         """The file as it is on disk now (the caller holds the file lock)."""

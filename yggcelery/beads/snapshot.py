@@ -87,6 +87,10 @@ class Snapshot:
             self._readiness = Readiness(list(self.heads.values()))
         return self._readiness
 
+    def reset_readiness(self) -> None:
+        """Forget the computed readiness (after a line changed in place)."""
+        self._readiness = None
+
     @property
     def content(self) -> bytes:
         return b"\n".join(self.lines)
