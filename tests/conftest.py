@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from yggcelery.beads import JsonlStore
 from yggcelery.cluster import LocalCluster
 from yggcelery.localredis import RedisServer
 from yggcelery.settings import Settings, load_settings
@@ -99,3 +100,14 @@ def local_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     yield make
     for cluster in clusters:
         cluster.stop()
+
+
+@pytest.fixture
+def dispatch_world(
+    sim_fleet: Callable[..., SimFleet], make_settings: Callable[..., Settings]
+) -> tuple[SimFleet, Settings, JsonlStore]:
+    """A started sim fleet, fast-polling settings for it, and an empty JSONL store."""
+    fleet = sim_fleet(time_scale=0.01)
+    settings = make_settings(fleet=fleet, dispatch={"poll_s": 0.02, "status_every_s": 60})
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    return fleet, settings, JsonlStore(settings.beads.jsonl_path)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
+from dispatch_helpers import add, records
 
 from yggcelery.beads import JsonlStore
 from yggcelery.bench.metrics import host_concurrency, served_requests, start_order
@@ -16,33 +15,6 @@ from yggcelery.dispatch.asyncio import AsyncDispatcher, PrioritySlots
 from yggcelery.outcomes import TASK_MARKER
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
-
-ACTOR = "bench-test"
-
-
-def add(store: JsonlStore, kind: str, priority: int, service_s: float = 5.0) -> str:
-    issue = store.create(
-        f"{kind} p{priority}",
-        priority=priority,
-        labels=[f"kind:{kind}"],
-        metadata={"ygg": {"service_s": service_s}},
-        actor=ACTOR,
-    )
-    return issue.id
-
-
-@pytest.fixture
-def setup(
-    sim_fleet: Callable[..., SimFleet], make_settings: Callable[..., Settings]
-) -> tuple[SimFleet, Settings, JsonlStore]:
-    fleet = sim_fleet(time_scale=0.01)
-    settings = make_settings(fleet=fleet, dispatch={"poll_s": 0.02, "status_every_s": 60})
-    settings.beads.dir.mkdir(parents=True, exist_ok=True)
-    return fleet, settings, JsonlStore(settings.beads.jsonl_path)
-
-
-def records(fleet: SimFleet) -> list[dict[str, Any]]:
-    return [r for host in fleet for r in host.records()]
 
 
 def test_priority_slots_let_the_most_urgent_waiter_in_first() -> None:
@@ -71,10 +43,10 @@ def test_priority_slots_let_the_most_urgent_waiter_in_first() -> None:
 
 
 def test_every_issue_is_closed_once_with_one_result_comment(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """All issues end closed, each with exactly one result comment, one model request each."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     ids = [add(store, kind, p % 5) for p, kind in enumerate(["code", "text", "reasoning"] * 4)]
     dispatcher = make_dispatcher("asyncio", settings, store)
     assert isinstance(dispatcher, AsyncDispatcher)
@@ -87,10 +59,10 @@ def test_every_issue_is_closed_once_with_one_result_comment(
 
 @pytest.mark.parametrize("queue_per_host", [0, 3])
 def test_no_host_is_sent_more_requests_than_it_has_slots(
-    setup: tuple[SimFleet, Settings, JsonlStore], queue_per_host: int
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore], queue_per_host: int
 ) -> None:
     """At most ``slots`` requests are at a host at once, with or without a local queue."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     ids = [add(store, kind, 2, service_s=20.0) for kind in ["code", "text", "reasoning"] * 8]
     AsyncDispatcher(settings, store, queue_per_host=queue_per_host).run(until_idle=True)
     served = served_requests(records(fleet), beads=dict.fromkeys(ids, 2))
@@ -101,10 +73,10 @@ def test_no_host_is_sent_more_requests_than_it_has_slots(
 
 
 def test_a_new_p0_takes_the_next_free_slot_before_the_backlog(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """A p0 created after a p3 backlog was claimed is the next to start on its host."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     backlog = [add(store, "code", 3, service_s=100.0) for _ in range(6)]
     dispatcher = AsyncDispatcher(settings, store)
     assert dispatcher.poll() == 4  # two slots and a local queue of two; the rest stays in Beads
@@ -121,10 +93,10 @@ def test_a_new_p0_takes_the_next_free_slot_before_the_backlog(
 
 
 def test_p0_is_started_first_from_a_mixed_queue(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """Ready issues are taken most urgent first: the p0s start before the p4s."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     low = [add(store, "text", 4) for _ in range(4)]
     high = [add(store, "text", 0) for _ in range(3)]
     AsyncDispatcher(settings, store).run(until_idle=True)
@@ -133,10 +105,10 @@ def test_p0_is_started_first_from_a_mixed_queue(
 
 
 def test_shutdown_awaits_running_work_and_hands_back_the_rest(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """Running tasks finish and close; tasks waiting locally for a slot go back to ``open``."""
-    _, settings, store = setup
+    _, settings, store = dispatch_world
     ids = [add(store, "code", 2, service_s=20.0) for _ in range(4)]
     dispatcher = AsyncDispatcher(settings, store, queue_per_host=2, drain_s=30.0)
     assert dispatcher.poll() == 4
@@ -150,10 +122,10 @@ def test_shutdown_awaits_running_work_and_hands_back_the_rest(
 
 
 def test_shutdown_hands_back_running_work_it_cannot_wait_for(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """With no drain time, running tasks are cancelled and their issues reopened."""
-    _, settings, store = setup
+    _, settings, store = dispatch_world
     ids = [add(store, "text", 1, service_s=300.0) for _ in range(2)]
     dispatcher = AsyncDispatcher(settings, store, drain_s=0.0)
     dispatcher.poll()
@@ -162,10 +134,10 @@ def test_shutdown_hands_back_running_work_it_cannot_wait_for(
 
 
 def test_run_stops_when_the_stop_event_is_set(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """``run(stop=...)`` from another thread ends the loop and hands back unfinished work."""
-    _, settings, store = setup
+    _, settings, store = dispatch_world
     bead = add(store, "reasoning", 0, service_s=300.0)
     dispatcher = AsyncDispatcher(settings, store, drain_s=0.0)
     stop = threading.Event()

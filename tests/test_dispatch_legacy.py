@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import pytest
+from dispatch_helpers import add, records
 
 from yggcelery.beads import JsonlStore
 from yggcelery.bench.metrics import host_concurrency, served_requests, start_order
@@ -15,39 +12,12 @@ from yggcelery.outcomes import TASK_MARKER
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 
-ACTOR = "bench-test"
-
-
-def add(store: JsonlStore, kind: str, priority: int, service_s: float = 5.0) -> str:
-    issue = store.create(
-        f"{kind} p{priority}",
-        priority=priority,
-        labels=[f"kind:{kind}"],
-        metadata={"ygg": {"service_s": service_s}},
-        actor=ACTOR,
-    )
-    return issue.id
-
-
-@pytest.fixture
-def setup(
-    sim_fleet: Callable[..., SimFleet], make_settings: Callable[..., Settings]
-) -> tuple[SimFleet, Settings, JsonlStore]:
-    fleet = sim_fleet(time_scale=0.01)
-    settings = make_settings(fleet=fleet, dispatch={"poll_s": 0.02, "status_every_s": 60})
-    settings.beads.dir.mkdir(parents=True, exist_ok=True)
-    return fleet, settings, JsonlStore(settings.beads.jsonl_path)
-
-
-def records(fleet: SimFleet) -> list[dict[str, Any]]:
-    return [r for host in fleet for r in host.records()]
-
 
 def test_make_dispatcher_builds_the_legacy_dispatcher(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """``make_dispatcher("legacy")`` is a LegacyDispatcher with one agent per seed kind."""
-    _, settings, store = setup
+    _, settings, store = dispatch_world
     dispatcher = make_dispatcher("legacy", settings, store)
     assert isinstance(dispatcher, LegacyDispatcher)
     assert dispatcher.agents == {
@@ -59,10 +29,10 @@ def test_make_dispatcher_builds_the_legacy_dispatcher(
 
 
 def test_every_issue_is_closed_once_with_one_result_comment(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """All issues end closed, each with exactly one result comment, one model request each."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     ids = [add(store, kind, p) for p, kind in enumerate(["code", "text", "reasoning"] * 2)]
     LegacyDispatcher(settings, store).run(until_idle=True)
     for issue in store.list_issues():
@@ -73,10 +43,10 @@ def test_every_issue_is_closed_once_with_one_result_comment(
 
 
 def test_one_task_per_kind_at_a_time_in_fifo_order(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """Each agent runs one task at a time, oldest first, whatever the priorities."""
-    fleet, settings, store = setup
+    fleet, settings, store = dispatch_world
     code = [add(store, "code", p) for p in (4, 3, 0, 1)]
     text = [add(store, "text", p) for p in (2, 0, 4)]
     LegacyDispatcher(settings, store).run(until_idle=True)
@@ -88,10 +58,10 @@ def test_one_task_per_kind_at_a_time_in_fifo_order(
 
 
 def test_shutdown_hands_back_running_work_it_cannot_wait_for(
-    setup: tuple[SimFleet, Settings, JsonlStore],
+    dispatch_world: tuple[SimFleet, Settings, JsonlStore],
 ) -> None:
     """Work still running when the drain time is up goes back to ``open``; none is lost."""
-    _, settings, store = setup
+    _, settings, store = dispatch_world
     ids = [add(store, "code", 2, service_s=300.0), add(store, "text", 2, service_s=300.0)]
     queued = add(store, "code", 2)
     dispatcher = LegacyDispatcher(settings, store, drain_s=0.0)
