@@ -15,7 +15,6 @@ from typing import Any
 
 from celery import Celery
 
-from yggcelery.ledger import redis_client
 from yggcelery.routing import PRIORITIES
 from yggcelery.settings import Settings
 
@@ -29,7 +28,7 @@ def priority_keys(queue: str) -> dict[str, str]:
 
 
 @contextmanager
-def _amqp_channel(app: Celery) -> Iterator[Any]:
+def _channel(app: Celery) -> Iterator[Any]:
     with app.connection_for_read() as conn:
         yield conn.default_channel
 
@@ -39,19 +38,19 @@ def queued_by_priority(
 ) -> dict[str, dict[str, int]]:
     """Messages waiting in each queue, by Beads priority ("p0".."p4")."""
     result = {q: dict.fromkeys(priority_keys(q), 0) for q in queues}
-    if settings.broker_kind == "redis":
-        with redis_client(settings.broker_url).pipeline() as pipe:
+    with _channel(app) as channel:
+        if settings.broker_kind == "redis":
+            with channel.client.pipeline() as pipe:
+                for q in queues:
+                    for key in priority_keys(q).values():
+                        pipe.llen(key)
+                lengths = iter(pipe.execute())
             for q in queues:
-                for key in priority_keys(q).values():
-                    pipe.llen(key)
-            lengths = iter(pipe.execute())
-        for q in queues:
-            result[q] = {level: int(next(lengths)) for level in priority_keys(q)}
-        return result
-    with _amqp_channel(app) as channel:  # RabbitMQ reports one count per queue: shown under p2
-        for q in queues:
-            _, count, _ = channel.queue_declare(q, passive=True)
-            result[q]["p2"] = int(count)
+                result[q] = {level: int(next(lengths)) for level in priority_keys(q)}
+        else:  # RabbitMQ reports one count per queue; it is shown under p2.
+            for q in queues:
+                _, count, _ = channel.queue_declare(q, passive=True)
+                result[q]["p2"] = int(count)
     return result
 
 
@@ -62,7 +61,7 @@ def task_ids(
     if settings.broker_kind != "redis":
         return None
     keys = [key for q in queues for key in priority_keys(q).values()]
-    with redis_client(settings.broker_url).pipeline() as pipe:
+    with _channel(app) as channel, channel.client.pipeline() as pipe:
         for key in keys:
             pipe.lrange(key, 0, -1)
         pipe.hvals(UNACKED_KEY)

@@ -149,5 +149,9 @@ class Ledger:
             yield acquired
         finally:
             if acquired:
-                with suppress(redis.exceptions.LockError):
+                # A release that cannot reach Redis (it restarted mid-pass) leaves the lock to
+                # expire after timeout_s: keep that short, or work waits for it.
+                with suppress(
+                    redis.exceptions.LockError, redis.ConnectionError, redis.TimeoutError
+                ):
                     lock.release()

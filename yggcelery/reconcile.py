@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: A claim never followed by a send (the dispatcher died in between) is handed back after this.
 CLAIM_GRACE_S = 30.0
+#: Expiry of the reconcile lock, in seconds (see :meth:`Reconciler.run_once`).
+RECONCILE_LOCK_S = 20.0
 #: Celery's own exceptions that mean "try again later" rather than "this bead is broken".
 _TRANSIENT_CELERY = {"SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"}
 
@@ -191,7 +193,9 @@ class Reconciler:
 
     def run_once(self, *, now: float | None = None) -> ReconcileReport:
         report = ReconcileReport()
-        with self.ledger.lock("reconcile", timeout_s=300) as acquired:
+        # A pass takes well under a second; the lock's expiry only matters when its holder died
+        # or Redis restarted mid-pass (the lock survives in the AOF), so it is short.
+        with self.ledger.lock("reconcile", timeout_s=RECONCILE_LOCK_S) as acquired:
             if not acquired:
                 report.skipped = True
                 return report
