@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 #: but charge that fixed cost to the dispatcher more heavily (see bench/README.md).
 FULL_TIME_SCALE = 0.2
 QUICK_TIME_SCALE = 0.02
+#: Zero-latency beads per round of the overhead figure: a few seconds each, long enough that
+#: start-up and the last close are not most of it.
+OVERHEAD_TASKS = 500
 
 
 def run_suite(
@@ -165,7 +168,7 @@ def _write(report: dict[str, Any], settings: Settings, results_dir: Path) -> Non
     "--overhead-tasks",
     type=click.IntRange(min=0),
     default=None,
-    help="Zero-latency tasks for the dispatch-overhead figure (default 200, quick 0 = skip).",
+    help="Zero-latency beads per round of the overhead figure (default 500; quick: 0 = skip).",
 )
 @click.option("--keep", is_flag=True, help="Keep each run's folder (logs, Beads file).")
 @click.pass_context
@@ -191,7 +194,9 @@ def bench(  # noqa: PLR0917 (click passes options positionally)
         dispatchers=dispatchers or DISPATCHERS,
         options=RunOptions(time_scale=scale),
         repeat=repeat,
-        overhead_tasks=(0 if quick else 200) if overhead_tasks is None else overhead_tasks,
+        overhead_tasks=(0 if quick else OVERHEAD_TASKS)
+        if overhead_tasks is None
+        else overhead_tasks,
         results_dir=results_dir,
         keep=keep,
     )

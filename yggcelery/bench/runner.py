@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yggcelery.beads import BeadsStore, JsonlStore
+from yggcelery.beads import BeadsStore, Issue, JsonlStore
 from yggcelery.bench import metrics
 from yggcelery.bench.bound import HostSlots, bound_s
 from yggcelery.bench.processes import DispatcherProcess, SimProcess, Usage
@@ -115,7 +115,8 @@ class Feed:
     arrivals: dict[str, float]
     statuses: dict[str, str]
     timed_out: bool
-    #: When the runner saw every bead closed or blocked (wall clock).
+    #: When the last bead was closed or blocked, by Beads' own timestamps (wall clock; not when
+    #: the runner's next check happened to see it).
     done_at: float = 0.0
 
 
@@ -155,13 +156,21 @@ def feed(
             task = later.pop(0)
             bead = _create(store, task, actor=actor)
             tasks[bead], arrivals[bead] = task, time.time()
-        statuses = {i.id: i.status for i in store.list_issues() if i.id in tasks}
+        issues = [i for i in store.list_issues() if i.id in tasks]
+        statuses = {i.id: i.status for i in issues}
         if not later and all(s in DONE for s in statuses.values()):
-            return Feed(t0, tasks, arrivals, statuses, timed_out=False, done_at=time.time())
+            done_at = max(_finished_at(i) for i in issues)
+            return Feed(t0, tasks, arrivals, statuses, timed_out=False, done_at=done_at)
         if time.time() > deadline or not proc.alive():
             log.warning("%s: stopped waiting (%s)", scenario.name, proc.log_tail(500))
             return Feed(t0, tasks, arrivals, statuses, timed_out=True)
         time.sleep(check_s)
+
+
+def _finished_at(issue: Issue) -> float:
+    """When a closed or blocked bead got there (its last Beads write), as a Unix time."""
+    stamp = issue.closed_at or issue.updated_at
+    return stamp.timestamp() if stamp is not None else time.time()
 
 
 def summarise(
