@@ -101,6 +101,38 @@ def test_a_success_resets_the_count(
     assert cb.state("h1") is CircuitState.CLOSED
 
 
+class CountingState(MemoryBreakerState):
+    """Counts the resets that reach the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resets = 0
+
+    def succeed(self, host: str) -> None:
+        self.resets += 1
+        super().succeed(host)
+
+
+def test_a_success_after_a_clean_read_skips_the_reset_but_one_after_a_failure_does_not(
+    clock: FakeClock,
+) -> None:
+    """Nothing stored when the request went: its success writes nothing. A failure this
+    process recorded meanwhile (a concurrent request) is reset by the success, as before."""
+    state = CountingState()
+    cb = breaker(state, clock)
+    assert cb.allow("h1")
+    cb.record_success("h1")
+    assert state.resets == 0
+    assert cb.allow("h1") and cb.allow("h1")
+    cb.record_failure("h1")
+    cb.record_success("h1")
+    assert state.resets == 1 and state.snapshot("h1").failures == 0
+    cb.record_failure("h1")
+    assert cb.allow("h1")  # the failure is stored: this read is not clean
+    cb.record_success("h1")
+    assert state.resets == 2 and state.snapshot("h1").failures == 0
+
+
 def test_probes_once_after_the_cooldown_then_closes_on_success(
     make_state: Callable[[], BreakerState], clock: FakeClock
 ) -> None:

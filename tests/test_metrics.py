@@ -17,7 +17,12 @@ from yggcelery.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import redis_for
 from yggcelery.localredis import free_port
-from yggcelery.metrics import MetricsServer, observe_duration, start_metrics_server
+from yggcelery.metrics import (
+    MetricsServer,
+    observe_duration,
+    observe_results,
+    start_metrics_server,
+)
 from yggcelery.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
@@ -159,6 +164,35 @@ def test_duration_histogram_buckets_are_cumulative(
     assert samples["ygg_task_duration_seconds_sum"] == {
         (("host", "skadi-code"), ("kind", "code")): 2007.5
     }
+
+
+def test_a_pass_of_results_counts_as_each_result_observed_alone(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A reconcile pass adds its results in one transaction, summed per field: the stored
+    histogram is the same as observing them one by one."""
+    from dataclasses import replace
+
+    from yggcelery.metrics import DURATION_KEY
+    from yggcelery.outcomes import BeadResult
+
+    settings = make_settings()
+    client = redis_for(settings)
+    base = BeadResult(bead="bd-1", task_id="t", kind="code", host="skadi-code", model="m",
+                      text="ok", total_s=0.5)  # fmt: skip
+    results = [
+        base,
+        replace(base, total_s=7.0),
+        replace(base, kind="text", host="fenrir-chat", total_s=42.0),
+        replace(base, total_s=3.0, via_cloud=True),
+    ]
+    observe_results(client, results)
+    together = client.hgetall(DURATION_KEY)
+    client.delete(DURATION_KEY)
+    for r in results:
+        observe_results(client, [r])
+    assert client.hgetall(DURATION_KEY) == together
+    assert together[b"skadi-code\tcode\tcount"] == b"2"
 
 
 def test_metrics_port_zero_disables_the_endpoint(make_settings: Callable[..., Settings]) -> None:

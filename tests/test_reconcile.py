@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from yggcelery.beads import Issue, JsonlStore
 from yggcelery.celery_app import make_app
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.outcomes import TASK_MARKER, BeadResult
-from yggcelery.reconcile import Action, Reconciler, decide
+from yggcelery.reconcile import Action, Reconciler, decide, needs_broker
 from yggcelery.routing import task_id
 from yggcelery.settings import Settings, load_settings
 
@@ -93,6 +94,46 @@ def test_requeued_entry_waits_while_open_and_is_forgotten_once_someone_else_has_
     """The attempt counter of a requeued bead lives until the bead is dispatched or closed."""
     assert act(entry(EntryState.REQUEUED), issue("open", None), None) is Action.WAIT
     assert act(entry(EntryState.REQUEUED), issue("closed"), None) is Action.FORGET
+
+
+METAS = [
+    None,
+    {"status": states.STARTED},
+    {"status": states.SUCCESS, "result": {}},
+    failure("HostUnavailable"),
+    failure("HostRejected"),
+    {"status": states.REVOKED},
+    {"status": states.RETRY},
+]
+
+
+def test_an_entry_that_needs_no_broker_read_is_decided_the_same_whatever_the_broker_holds() -> None:
+    """A pass skips reading the broker's queues unless some entry `needs_broker`: for every
+    other entry (all states, young and old, every kind of result, every issue status), in the
+    broker, not in it and unknown must all lead to the same action."""
+    old = SETTINGS.timeouts.lost_after_s + 1
+    skipped = 0
+    for state, age_s, meta, status in itertools.product(
+        EntryState, (5.0, old), METAS, ["open", "in_progress", "closed", "blocked", None]
+    ):
+        e, i = entry(state, age_s=age_s), issue(status) if status else None
+        if not needs_broker(e, meta, now=NOW, settings=SETTINGS):
+            skipped += 1
+            assert len({act(e, i, meta, in_broker=seen) for seen in (True, False, None)}) == 1, (
+                e, meta, status,
+            )  # fmt: skip
+    assert skipped > 0
+
+
+def test_only_old_or_worker_revoked_attempts_need_a_broker_read() -> None:
+    old = SETTINGS.timeouts.lost_after_s + 1
+    assert needs_broker(entry(age_s=old), None, now=NOW, settings=SETTINGS)
+    assert needs_broker(entry(), {"status": states.REVOKED}, now=NOW, settings=SETTINGS)
+    assert not needs_broker(entry(age_s=5), None, now=NOW, settings=SETTINGS)
+    assert not needs_broker(entry(age_s=old), {"status": states.SUCCESS}, now=NOW,
+                            settings=SETTINGS)  # fmt: skip
+    assert not needs_broker(entry(EntryState.CLAIMED, age_s=old), None, now=NOW,
+                            settings=SETTINGS)  # fmt: skip
 
 
 @pytest.fixture

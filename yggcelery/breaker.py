@@ -185,6 +185,8 @@ class CircuitBreaker:
         self.failures = failures
         self.cooldown_s = cooldown_s
         self.clock = clock
+        #: Hosts whose stored data was empty when :meth:`allow` last read it in this process.
+        self._clean: set[str] = set()
 
     def state(self, host: str) -> CircuitState:
         """CLOSED, OPEN, or HALF_OPEN once the cool-down is over."""
@@ -197,7 +199,12 @@ class CircuitBreaker:
 
     def allow(self, host: str) -> bool:
         """Whether a request may go to ``host`` now; after the cool-down, True for one caller."""
-        if self.store.snapshot(host).opened_at is None:
+        snap = self.store.snapshot(host)
+        if snap == Snapshot():
+            self._clean.add(host)
+        else:
+            self._clean.discard(host)
+        if snap.opened_at is None:
             return True
         return self.store.take_probe(host, now=self.clock(), cooldown_s=self.cooldown_s)
 
@@ -212,9 +219,20 @@ class CircuitBreaker:
             )
 
     def record_success(self, host: str) -> None:
+        """Reset the host's failure count and close its breaker.
+
+        When :meth:`allow` found nothing stored just before this request, there is nothing to
+        reset and no round trip is made (the common case: one write fewer per task). A failure
+        another process recorded while this request ran is then kept, as it came after the
+        request started.
+        """
+        if host in self._clean:
+            self._clean.discard(host)
+            return
         self.store.succeed(host)
 
     def record_failure(self, host: str) -> None:
+        self._clean.discard(host)
         self.store.fail(host, threshold=self.failures, now=self.clock())
 
     def __repr__(self) -> str:

@@ -29,8 +29,18 @@ def priority_keys(queue: str) -> dict[str, str]:
 
 @contextmanager
 def _channel(app: Celery) -> Iterator[Any]:
-    with app.connection_for_read() as conn:
-        yield conn.default_channel
+    """A channel on one of the app's pooled broker connections (no connect per read).
+
+    A connection that fails mid-read (the broker restarted) is collected before it goes back
+    to the pool, so the next read connects afresh instead of failing again on a dead socket.
+    """
+    conn: Any = app.pool.acquire(block=True)  # a kombu Connection (the stubs say Producer)
+    with conn:
+        try:
+            yield conn.default_channel
+        except conn.connection_errors:
+            conn.collect()
+            raise
 
 
 def queued_by_priority(

@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from functools import cache
+from typing import NamedTuple
 
 import redis
 
@@ -26,6 +27,17 @@ from yggcelery.settings import Settings
 LEDGER_KEY = "ygg:ledger"
 CLAIM_KEY = "ygg:claim:{bead}:{attempt}"
 DELIVERIES_KEY = "ygg:deliveries:{task_id}:{retries}"
+#: How long a (bead, attempt) claim key is kept: far longer than any attempt lives.
+CLAIM_TTL_S = 7 * 24 * 3600
+
+# KEYS: claim key, ledger hash; ARGV: ttl, bead, entry JSON. 1 if this caller took the claim.
+_CLAIM_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class EntryState(StrEnum):
@@ -79,11 +91,25 @@ def redis_for(settings: Settings) -> redis.Redis:
     return redis_client(settings.result_backend)
 
 
+class Delivery(NamedTuple):
+    """What :meth:`Ledger.delivered` tells a worker about the task it just received."""
+
+    #: The task is the bead's live attempt (not revoked, handed back or replaced).
+    current: bool
+    #: Deliveries of this (task, retry) so far, this one included.
+    deliveries: int
+
+
+def _is_current(entry: Entry | None, task_id: str) -> bool:
+    return entry is not None and entry.task_id == task_id and entry.state is EntryState.SENT
+
+
 class Ledger:
     """Read and write dispatch entries; every method is one Redis round trip or a few."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._claim = client.register_script(_CLAIM_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -119,26 +145,32 @@ class Ledger:
 
     def is_current(self, bead: str, task_id: str) -> bool:
         """Whether ``task_id`` is the bead's live attempt (not revoked, handed back or replaced)."""
-        entry = self.get(bead)
-        return entry is not None and entry.task_id == task_id and entry.state is EntryState.SENT
+        return _is_current(self.get(bead), task_id)
 
     def next_attempt(self, bead: str) -> int:
         entry = self.get(bead)
         return 1 if entry is None else entry.attempt + 1
 
-    def take_claim(self, bead: str, attempt: int, *, ttl_s: int = 7 * 24 * 3600) -> bool:
-        """True for exactly one caller per (bead, attempt), across processes and machines."""
-        key = CLAIM_KEY.format(bead=bead, attempt=attempt)
-        return bool(self.client.set(key, "1", nx=True, ex=ttl_s))
+    def claim(self, entry: Entry, *, ttl_s: int = CLAIM_TTL_S) -> bool:
+        """Take ``entry``'s (bead, attempt) and record it; True for exactly one caller per pair,
+        across processes and machines. One round trip: the key and the entry, atomically."""
+        key = CLAIM_KEY.format(bead=entry.bead, attempt=entry.attempt)
+        taken = self._claim(keys=[key, LEDGER_KEY], args=[ttl_s, entry.bead, entry.to_json()])
+        return bool(taken)
 
-    def count_delivery(self, task_id: str, retries: int, *, ttl_s: int = 7 * 24 * 3600) -> int:
-        """How many times this (task, retry) has been delivered to a worker, this one included."""
+    def delivered(
+        self, bead: str, task_id: str, retries: int, *, ttl_s: int = CLAIM_TTL_S
+    ) -> Delivery:
+        """A worker got ``task_id``: count this delivery of (task, retry), and say whether the
+        task is still the bead's live attempt. One round trip."""
         key = DELIVERIES_KEY.format(task_id=task_id, retries=retries)
         with self.client.pipeline() as pipe:
+            pipe.hget(LEDGER_KEY, bead)
             pipe.incr(key)
             pipe.expire(key, ttl_s)
-            count, _ = pipe.execute()
-        return int(count)
+            raw, count, _ = pipe.execute()
+        entry = Entry.from_json(raw) if raw else None
+        return Delivery(current=_is_current(entry, task_id), deliveries=int(count))
 
     @contextmanager
     def lock(self, name: str, *, timeout_s: float = 120.0, wait_s: float = 0.0) -> Iterator[bool]:

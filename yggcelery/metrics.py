@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,28 +64,35 @@ GPU_HELP = (
 
 def observe_duration(client: redis.Redis, *, host: str, kind: str, seconds: float) -> None:
     """Add one finished task to the shared histogram (one atomic transaction)."""
-    with client.pipeline(transaction=True) as pipe:
-        _observe(pipe, host=host, kind=kind, seconds=seconds)
-        pipe.execute()
-
-
-def _observe(pipe: Any, *, host: str, kind: str, seconds: float) -> None:
-    prefix = f"{host}{_SEP}{kind}{_SEP}"
-    for index, bound in enumerate(DURATION_BUCKETS_S):
-        if seconds <= bound:
-            pipe.hincrby(DURATION_KEY, f"{prefix}{index}", 1)
-    pipe.hincrby(DURATION_KEY, f"{prefix}count", 1)
-    pipe.hincrbyfloat(DURATION_KEY, f"{prefix}sum", seconds)
+    _observe(client, [(host, kind, seconds)])
 
 
 def observe_results(client: redis.Redis, results: list[BeadResult]) -> None:
     """The reconcile pass's hook: the results it has just written into Beads (one transaction)."""
-    if not results:
+    _observe(
+        client,
+        [("cloud" if r.via_cloud else r.host, r.kind, max(r.total_s, 0.0)) for r in results],
+    )
+
+
+def _observe(client: redis.Redis, samples: list[tuple[str, str, float]]) -> None:
+    """Add ``(host, kind, seconds)`` samples: one increment per field touched, one transaction."""
+    counts: Counter[str] = Counter()
+    sums: dict[str, float] = {}
+    for host, kind, seconds in samples:
+        prefix = f"{host}{_SEP}{kind}{_SEP}"
+        counts.update(
+            f"{prefix}{i}" for i, bound in enumerate(DURATION_BUCKETS_S) if seconds <= bound
+        )
+        counts[f"{prefix}count"] += 1
+        sums[f"{prefix}sum"] = sums.get(f"{prefix}sum", 0.0) + seconds
+    if not counts:
         return
     with client.pipeline(transaction=True) as pipe:
-        for result in results:
-            host = "cloud" if result.via_cloud else result.host
-            _observe(pipe, host=host, kind=result.kind, seconds=max(result.total_s, 0.0))
+        for field, n in counts.items():
+            pipe.hincrby(DURATION_KEY, field, n)
+        for field, total in sums.items():
+            pipe.hincrbyfloat(DURATION_KEY, field, total)
         pipe.execute()
 
 

@@ -145,6 +145,23 @@ def decide(
     return Decision(Action.WAIT)
 
 
+def needs_broker(
+    entry: Entry, meta: dict[str, Any] | None, *, now: float, settings: Settings
+) -> bool:
+    """Whether :func:`decide` could answer differently for ``entry`` depending on ``in_broker``.
+
+    Only a sent attempt that its worker revoked, or one older than ``lost_after_s`` with no
+    outcome yet, is judged by whether its message is still in the broker (or by the broker
+    being unable to tell); a pass in which no entry is either skips reading the broker.
+    """
+    if entry.state is not EntryState.SENT:
+        return False
+    status = (meta or {}).get("status", states.PENDING)
+    if status == states.REVOKED:
+        return True
+    return status not in states.READY_STATES and now - entry.since > settings.timeouts.lost_after_s
+
+
 def _requeue_or_block(entry: Entry, settings: Settings, reason: str) -> Decision:
     if entry.failures + 1 >= settings.retry.max_attempts:
         return Decision(Action.BLOCK, f"{reason}; gave up after {entry.failures + 1} attempts")
@@ -204,8 +221,12 @@ class Reconciler:
                 return report
             sent = [e for e in entries if e.state is EntryState.SENT]
             metas = result_metas(self.app, [e.task_id for e in sent])
-            in_broker = broker_task_ids(self.app, self.settings) if sent else set()
             now = time.time() if now is None else now
+            # Most passes need no broker read: only an old or worker-revoked attempt's fate
+            # depends on whether its message is still there.
+            asks = any(needs_broker(e, metas.get(e.task_id), now=now, settings=self.settings)
+                       for e in sent)  # fmt: skip
+            in_broker = broker_task_ids(self.app, self.settings) if asks else set()
             changes = _Changes()
             with self.store.batch():  # one rewrite of the Beads file for the whole pass
                 issues = {issue.id: issue for issue in self.store.list_issues()}

@@ -38,19 +38,19 @@ def register_tasks(app: Celery) -> None:
     def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
         order = WorkOrder.from_dict(payload)
         ctx = worker_context(settings)
-        if not ctx.ledger.is_current(order.bead_id, order.task_id):
+        retries = int(self.request.retries or 0)
+        delivery = ctx.ledger.delivered(order.bead_id, order.task_id, retries)
+        if not delivery.current:
             log.info(
                 "%s: task %s is stale (revoked or superseded); skipped",
                 order.bead_id,
                 order.task_id,
             )
             raise Ignore()
-        retries = int(self.request.retries or 0)
-        deliveries = ctx.ledger.count_delivery(order.task_id, retries)
-        if deliveries > settings.retry.max_deliveries:
+        if delivery.deliveries > settings.retry.max_deliveries:
             raise TaskCrashed(
-                f"{order.bead_id}: delivered {deliveries - 1} times and the worker died each"
-                " time; not trying again"
+                f"{order.bead_id}: delivered {delivery.deliveries - 1} times and the worker died"
+                " each time; not trying again"
             )
         if order.host == CLOUD_QUEUE:
             return perform_on_cloud(order, ctx).to_dict()

@@ -9,7 +9,7 @@ cloud fallback are the task's business (``tasks.py``), so this stays a function 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from yggcelery.breaker import CircuitBreaker, RedisBreakerState
@@ -67,7 +67,14 @@ class WorkOrder:
         return str(self.bead["id"])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The message's JSON argument (shallow: the bead's fields are already plain JSON)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        """How the task's argument reads in Flower and worker logs (not the whole bead)."""
+        title = str(self.bead.get("title", ""))
+        title = title if len(title) <= 60 else title[:57] + "..."
+        return f"[{self.bead_id} p{self.priority} {self.kind} attempt {self.attempt}: {title!r}]"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkOrder:

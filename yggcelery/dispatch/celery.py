@@ -72,11 +72,11 @@ class CeleryDispatcher(Dispatcher):
             return CLOUD_SLOTS
         return int(self.settings.hosts[host].slots * self.settings.dispatch.inflight_per_slot)
 
-    def loads(self) -> dict[str, list[int]]:
+    def loads(self, entries: list[Entry] | None = None) -> dict[str, list[int]]:
         """Beads priorities of the tasks each host (and the cloud queue) has in flight."""
         hosts = [*self.settings.hosts, *([CLOUD_QUEUE] if self.settings.cloud.enabled else [])]
         loads: dict[str, list[int]] = {host: [] for host in hosts}
-        for entry in self.ledger.entries():
+        for entry in self.ledger.entries() if entries is None else entries:
             if entry.state in _ACTIVE and entry.host in loads:
                 loads[entry.host].append(entry.priority)
         return loads
@@ -108,7 +108,8 @@ class CeleryDispatcher(Dispatcher):
 
     def claim_ready(self) -> list[tuple[Entry, WorkOrder]]:
         """Claim ready issues, most urgent first, as long as some host has room for them."""
-        loads = self.loads()
+        entries = {entry.bead: entry for entry in self.ledger.entries()}
+        loads = self.loads(list(entries.values()))
         by_priority = self.settings.beads.sort == "priority"
         down: set[str] | None = None
         claimed = []
@@ -123,7 +124,7 @@ class CeleryDispatcher(Dispatcher):
             host, kind = self.route(issue, room=room, down=down)
             if host is None:
                 continue
-            entry = self.claim(issue, host=host, kind=kind)
+            entry = self.claim(issue, host=host, kind=kind, previous=entries.get(issue.id))
             if entry is not None:
                 loads[host].append(priority)
                 claimed.append(
@@ -143,33 +144,35 @@ class CeleryDispatcher(Dispatcher):
             return CLOUD_QUEUE, kind
         return host, kind
 
-    def claim(self, issue: Issue, *, host: str, kind: str) -> Entry | None:
+    def claim(
+        self, issue: Issue, *, host: str, kind: str, previous: Entry | None = None
+    ) -> Entry | None:
         """Claim ``issue`` for ``host`` in the ledger and in Beads; None if someone else has it.
 
+        ``previous`` is the bead's ledger entry as read at the start of this poll. It may be
+        stale: the claim key of (bead, attempt) is what makes one dispatcher win, so a rival
+        that claimed the same attempt meanwhile makes this claim fail rather than repeat it.
         The ledger entry (state ``claimed``) comes first, so a dispatcher that dies before
         :meth:`publish` leaves a trace that reconcile hands back after a grace period.
         """
-        previous = self.ledger.get(issue.id)
         if previous is not None and previous.state in _ACTIVE:
             # Another dispatcher sent it since our `ready` read (same actor, so Beads' claim
             # would not object): a second attempt now would run the issue twice.
             return None
         attempt = 1 if previous is None else previous.attempt + 1
-        if not self.ledger.take_claim(issue.id, attempt):
-            return None
-        priority = beads_priority(issue)
         entry = Entry(
             bead=issue.id,
             attempt=attempt,
             task_id=task_id(issue.id, attempt),
             host=host,
             kind=kind,
-            priority=priority,
+            priority=beads_priority(issue),
             state=EntryState.CLAIMED,
             since=time.time(),
             failures=previous.failures if previous else 0,
         )
-        self.ledger.put(entry)
+        if not self.ledger.claim(entry):
+            return None
         try:
             self.store.claim(issue.id, actor=self.actor)
         except ClaimConflict as exc:
@@ -189,6 +192,10 @@ class CeleryDispatcher(Dispatcher):
                 self.app.send_task(
                     "yggcelery.run_bead",
                     args=[order.to_dict()],
+                    # Celery would saferepr() the whole bead for every message; a summary is
+                    # what Flower should show anyway, and costs nothing.
+                    argsrepr=order.summary(),
+                    kwargsrepr="{}",
                     task_id=entry.task_id,
                     queue=entry.host,
                     routing_key=entry.host,
