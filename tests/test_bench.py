@@ -139,13 +139,14 @@ def test_figures_from_records() -> None:
 def test_median_run_keeps_the_middle_run_and_lists_all() -> None:
     """With three runs the one with the median makespan is reported."""
     runs = [
-        {"makespan_s": 12.0, "id": 1},
-        {"makespan_s": 10.0, "id": 2},
-        {"makespan_s": 11.0, "id": 3},
+        {"makespan_s": 12.0, "p0_wait_s": 9.0, "id": 1},
+        {"makespan_s": 10.0, "p0_wait_s": 9.5, "id": 2},
+        {"makespan_s": 11.0, "p0_wait_s": 8.0, "id": 3},
     ]
     chosen = median_run(runs)
     assert chosen["id"] == 3
     assert chosen["makespan_runs_s"] == [12.0, 10.0, 11.0]
+    assert chosen["p0_wait_runs_s"] == [9.0, 9.5, 8.0] and chosen["p0_wait_median_s"] == 9.0
 
 
 def test_a_tiny_run_writes_a_complete_report(tmp_path: Path) -> None:

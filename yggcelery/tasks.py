@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from celery.signals import worker_process_init
@@ -30,9 +32,15 @@ def register_tasks(app: Celery) -> None:
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_: Any) -> None:
-        """Build the pool process's client, breaker and ledger before its first task, so the
-        first bead after a start or a restart does not pay for them on a waiting GPU slot."""
-        worker_context(settings)
+        """Build the pool process's client, breaker and ledger, and connect to the ledger and
+        the result backend, before its first task: the first bead after a start or a restart
+        does not pay for them on a waiting GPU slot. A Redis that is down now is the first
+        task's problem, not the pool's."""
+        ctx = worker_context(settings)
+        with suppress(redis.RedisError):
+            ctx.ledger.client.ping()
+            backend: Any = app.backend  # Redis, as the ledger (the stubs know no client)
+            backend.client.ping()
 
     @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)
     def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:

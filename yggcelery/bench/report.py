@@ -26,12 +26,16 @@ PRIORITY_COLOURS = {0: "#d62728", 1: "#ff7f0e", 2: "#1f77b4", 3: "#7f7f7f", 4: "
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median makespan, with every run's makespan attached."""
+    """The run with the median makespan, with every run's makespan and p0 wait attached."""
     ordered = sorted(runs, key=lambda r: r["makespan_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(runs) > 1:
         chosen["makespan_runs_s"] = [r["makespan_s"] for r in runs]
         chosen["makespan_median_s"] = round(statistics.median(r["makespan_s"] for r in runs), 3)
+        waits = [r["p0_wait_s"] for r in runs if r.get("p0_wait_s") is not None]
+        if waits:
+            chosen["p0_wait_runs_s"] = waits
+            chosen["p0_wait_median_s"] = round(statistics.median(waits), 3)
     return chosen
 
 

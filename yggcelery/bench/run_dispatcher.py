@@ -1,10 +1,11 @@
 """One dispatcher in a process of its own: ``python -m yggcelery.bench.run_dispatcher NAME``.
 
-Settings come from ``$YGG_CONFIG`` (the runner writes one per run). The process builds its
-dispatcher, prints ``ready <cpu_s> <ctx_switches>`` (its usage so far, so the runner can subtract
-start-up costs), waits for a line on stdin (the runner's "go", sent once the scenario's first
-beads are in Beads), prints ``started <time.time()>`` (the scenario's t0: start-up and pipe
-delays are not the dispatcher's schedule), then runs the dispatcher's own loop until SIGTERM,
+Settings come from ``$YGG_CONFIG`` (the runner writes one per run). The process builds and
+prepares its dispatcher (connections open, as in a ``ygg loop`` that has been running), prints
+``ready <cpu_s> <ctx_switches>`` (its usage so far, so the runner can subtract start-up costs),
+waits for a line on stdin (the runner's "go", sent once the scenario's first beads are in
+Beads), prints ``started <time.time()>`` (the scenario's t0: start-up and pipe delays are not
+the dispatcher's schedule), then runs the dispatcher's own loop until SIGTERM,
 which hands back anything not finished, as ``ygg loop`` does.
 """
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = load_settings()
     dispatcher = make_dispatcher(args[0], settings, open_store(settings))
+    dispatcher.prepare()  # connections are made before t0, as a running `ygg loop` has them
     cpu_s, switches = usage()
     print(f"ready {cpu_s:.4f} {switches}", flush=True)
     if not sys.stdin.readline():

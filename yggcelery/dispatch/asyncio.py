@@ -177,6 +177,7 @@ class AsyncDispatcher(Dispatcher):
         stop = stop or threading.Event()
         log.info("%s dispatcher started (%s)", self.name, self.settings)
         with _stop_on_signals(stop):
+            self.prepare()
             try:
                 future = self._submit(self.run_async(stop=stop, until_idle=until_idle))
                 while True:

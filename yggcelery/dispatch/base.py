@@ -88,6 +88,10 @@ class Dispatcher(ABC):
     def shutdown(self, *, hand_back: bool = True) -> None:
         """Stop; with ``hand_back``, issues claimed but not started go back to ``open``."""
 
+    def prepare(self) -> None:  # noqa: B027 (an optional hook: most dispatchers need nothing)
+        """Open connections and load what the first poll needs, so that the first poll after a
+        start is as quick as any other. Idempotent; :meth:`run` calls it. No-op by default."""
+
     def idle(self) -> bool:
         """Nothing in flight and nothing ready in Beads: a run ``until_idle`` may stop."""
         return self.in_flight() == 0 and not self.store.ready(sort=self.settings.beads.sort)
@@ -107,6 +111,7 @@ class Dispatcher(ABC):
             target=self._report_status, args=(finished,), name="ygg-status", daemon=True
         )
         with _stop_on_signals(stop):
+            self.prepare()
             reporter.start()
             try:
                 while not stop.is_set():

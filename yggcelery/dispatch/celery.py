@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS, make_app
-from yggcelery.dispatch.base import Dispatcher, HostStatus
+from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
 from yggcelery.errors import ClaimConflict
 from yggcelery.health import HostHealth
 from yggcelery.ledger import Entry, EntryState, Ledger
@@ -65,6 +65,29 @@ class CeleryDispatcher(Dispatcher):
         self.ledger = ledger or Ledger.from_settings(settings)
         self.health = health or HostHealth(settings)
         self.reconciler = Reconciler(settings, self.app, store, self.ledger)
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Connect the producer (its queues declared), the broker reads, the result backend and
+        the ledger now, probe the hosts and read Beads once (best effort: what is down now, the
+        poll loop retries)."""
+        if self._prepared:
+            return
+        try:
+            with self.app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=1)
+                for queue in self.app.amqp.queues.values():
+                    producer.maybe_declare(queue)
+            broker_task_ids(self.app, self.settings)
+            self.health.down_hosts()  # probes each host once; cached for a few seconds
+            backend: Any = self.app.backend  # Redis: its client (the stubs know no client)
+            backend.client.ping()
+            self.ledger.client.ping()
+            self.store.ready(sort=self.settings.beads.sort)
+        except OUTAGES as exc:
+            log.warning("celery dispatcher: could not prepare (the first poll will retry): %r", exc)
+            return
+        self._prepared = True
 
     def capacity(self, host: str) -> int:
         """Tasks this host may have in the broker (queued or running) at once."""
