@@ -72,3 +72,42 @@ def test_a_dispatcher_with_a_stale_ready_list_does_not_send_an_issue_again(
     assert entry is not None and entry.attempt == 1 and entry.state is EntryState.SENT
     for dispatcher in (first, second):
         dispatcher.shutdown(hand_back=False)
+
+
+def test_a_bead_reopened_after_it_closed_is_sent_again_as_a_new_attempt(
+    make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
+) -> None:
+    """Closed, its ledger entry forgotten, then reopened by a person: the next poll sends it as
+    attempt 2 with a new task id (attempt 1's result is still in the backend and must not
+    answer it). No workers: attempt 1's result is written to the real backend by hand."""
+    from celery import states
+
+    from yggcelery.dispatch.celery import CeleryDispatcher
+    from yggcelery.ledger import EntryState
+    from yggcelery.outcomes import BeadResult
+
+    fleet = sim_fleet(time_scale=0.05)
+    settings = make_settings(fleet=fleet)
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    issue = store.create("answer me twice", issue_type="task", actor="me")
+    dispatcher = CeleryDispatcher(settings, store)
+    try:
+        assert dispatcher.poll() == 1
+        first = dispatcher.ledger.get(issue.id)
+        assert first is not None and first.attempt == 1
+        result = BeadResult(bead=issue.id, task_id=first.task_id, kind="code",
+                            host="skadi-code", model="m", text="first answer")  # fmt: skip
+        dispatcher.app.backend.store_result(first.task_id, result.to_dict(), states.SUCCESS)
+        dispatcher.poll()
+        assert store.get(issue.id).status == "closed"
+        assert dispatcher.ledger.get(issue.id) is None
+
+        store.reopen(issue.id, actor="me")
+        assert dispatcher.poll() == 1
+        second = dispatcher.ledger.get(issue.id)
+        assert second is not None and second.state is EntryState.SENT
+        assert (second.attempt, second.task_id) == (2, f"ygg:{issue.id}:2")
+        assert store.get(issue.id).status == "in_progress"
+    finally:
+        dispatcher.shutdown(hand_back=False)

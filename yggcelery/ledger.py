@@ -5,8 +5,11 @@ carries it, on which host, since when and at which attempt. The dispatcher write
 reconcile pass reads it to find results, failures and lost work, and both stay correct after a
 restart because nothing lives only in a process's memory.
 
-One hash ``ygg:ledger`` maps bead id → JSON :class:`Entry`. Claims take a ``SET NX`` key per
-(bead, attempt), so two dispatchers started by mistake still dispatch each attempt once.
+One hash ``ygg:ledger`` maps bead id → JSON :class:`Entry`; an entry is forgotten once its
+outcome is in Beads. A second hash, ``ygg:attempts``, remembers each bead's last attempt number
+for good (a few bytes per bead ever dispatched), so a bead a person reopens is sent as a new
+attempt with a new task id, never answered from an old result. A claim is one compare-and-set
+on both (:meth:`Ledger.claim`), so two dispatchers started by mistake still send each bead once.
 """
 
 from __future__ import annotations
@@ -22,21 +25,33 @@ from typing import NamedTuple
 
 import redis
 
+from yggcelery.routing import task_id, task_id_prefix
 from yggcelery.settings import Settings
 
 LEDGER_KEY = "ygg:ledger"
-CLAIM_KEY = "ygg:claim:{bead}:{attempt}"
+ATTEMPTS_KEY = "ygg:attempts"
 DELIVERIES_KEY = "ygg:deliveries:{task_id}:{retries}"
-#: How long a (bead, attempt) claim key is kept: far longer than any attempt lives.
-CLAIM_TTL_S = 7 * 24 * 3600
+#: How long a delivery count is kept: far longer than any attempt lives.
+DELIVERIES_TTL_S = 7 * 24 * 3600
 
-# KEYS: claim key, ledger hash; ARGV: ttl, bead, entry JSON. 1 if this caller took the claim.
+# KEYS: ledger hash, attempts hash. ARGV: bead; the attempt of the entry the caller saw ('0':
+# none); the new entry's JSON; its task id without the attempt number. The ledger must still
+# hold what the caller saw: otherwise another dispatcher moved first, and 0 is returned. The new
+# attempt is one past the bead's last (its entry's, or the one remembered after it was
+# forgotten); the entry is stored with it, and it is returned.
 _CLAIM_SCRIPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  return 1
-end
-return 0
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local seen = 0
+if raw then seen = cjson.decode(raw)['attempt'] end
+if seen ~= tonumber(ARGV[2]) then return 0 end
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local attempt = math.max(seen, last) + 1
+local entry = cjson.decode(ARGV[3])
+entry['attempt'] = attempt
+entry['task_id'] = ARGV[4] .. attempt
+redis.call('HSET', KEYS[2], ARGV[1], attempt)
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(entry))
+return attempt
 """
 
 
@@ -143,34 +158,36 @@ class Ledger:
                 pipe.hdel(LEDGER_KEY, *forget)
             pipe.execute()
 
-    def is_current(self, bead: str, task_id: str) -> bool:
-        """Whether ``task_id`` is the bead's live attempt (not revoked, handed back or replaced)."""
-        return _is_current(self.get(bead), task_id)
+    def claim(self, entry: Entry, *, seen: Entry | None) -> Entry | None:
+        """Record ``entry`` (its attempt number and task id filled in here) as the bead's next
+        attempt, if the ledger still holds the entry the caller has ``seen`` (None: none).
 
-    def next_attempt(self, bead: str) -> int:
-        entry = self.get(bead)
-        return 1 if entry is None else entry.attempt + 1
-
-    def claim(self, entry: Entry, *, ttl_s: int = CLAIM_TTL_S) -> bool:
-        """Take ``entry``'s (bead, attempt) and record it; True for exactly one caller per pair,
-        across processes and machines. One round trip: the key and the entry, atomically."""
-        key = CLAIM_KEY.format(bead=entry.bead, attempt=entry.attempt)
-        taken = self._claim(keys=[key, LEDGER_KEY], args=[ttl_s, entry.bead, entry.to_json()])
-        return bool(taken)
+        Returns the recorded entry, or None when another dispatcher claimed the bead since the
+        caller looked. The attempt is one past the bead's last, even one whose entry was
+        forgotten when its outcome reached Beads. One round trip.
+        """
+        attempt = self._claim(
+            keys=[LEDGER_KEY, ATTEMPTS_KEY],
+            args=[entry.bead, seen.attempt if seen else 0, entry.to_json(),
+                  task_id_prefix(entry.bead)],
+        )  # fmt: skip
+        if not attempt:
+            return None
+        return replace(entry, attempt=int(attempt), task_id=task_id(entry.bead, int(attempt)))
 
     def delivered(
-        self, bead: str, task_id: str, retries: int, *, ttl_s: int = CLAIM_TTL_S
+        self, bead: str, task: str, retries: int, *, ttl_s: int = DELIVERIES_TTL_S
     ) -> Delivery:
-        """A worker got ``task_id``: count this delivery of (task, retry), and say whether the
-        task is still the bead's live attempt. One round trip."""
-        key = DELIVERIES_KEY.format(task_id=task_id, retries=retries)
+        """A worker got ``task``: count this delivery of (task, retry), and say whether the task
+        is still the bead's live attempt. One round trip."""
+        key = DELIVERIES_KEY.format(task_id=task, retries=retries)
         with self.client.pipeline() as pipe:
             pipe.hget(LEDGER_KEY, bead)
             pipe.incr(key)
             pipe.expire(key, ttl_s)
             raw, count, _ = pipe.execute()
         entry = Entry.from_json(raw) if raw else None
-        return Delivery(current=_is_current(entry, task_id), deliveries=int(count))
+        return Delivery(current=_is_current(entry, task), deliveries=int(count))
 
     @contextmanager
     def lock(self, name: str, *, timeout_s: float = 120.0, wait_s: float = 0.0) -> Iterator[bool]:

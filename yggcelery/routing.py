@@ -85,7 +85,12 @@ def broker_priority(priority: int, broker_kind: str) -> int:
 
 def task_id(bead_id: str, attempt: int) -> str:
     """Deterministic Celery task id of one dispatch attempt: a resend reuses it."""
-    return f"ygg:{bead_id}:{attempt}"
+    return f"{task_id_prefix(bead_id)}{attempt}"
+
+
+def task_id_prefix(bead_id: str) -> str:
+    """The task ids of ``bead_id``'s attempts without the attempt number."""
+    return f"ygg:{bead_id}:"
 
 
 def bead_of_task(task_id_: str) -> tuple[str, int] | None:

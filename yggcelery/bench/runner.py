@@ -162,7 +162,14 @@ def feed(
             done_at = max(_finished_at(i) for i in issues)
             return Feed(t0, tasks, arrivals, statuses, timed_out=False, done_at=done_at)
         if time.time() > deadline or not proc.alive():
-            log.warning("%s: stopped waiting (%s)", scenario.name, proc.log_tail(500))
+            pending = {b: s for b, s in statuses.items() if s not in DONE}
+            log.warning(
+                "%s: stopped waiting; %d bead(s) not done, e.g. %s (dispatcher log: %s)",
+                scenario.name,
+                len(pending),
+                dict(list(pending.items())[:5]),
+                proc.log_tail(500),
+            )
             return Feed(t0, tasks, arrivals, statuses, timed_out=True)
         time.sleep(check_s)
 

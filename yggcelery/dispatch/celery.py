@@ -32,7 +32,6 @@ from yggcelery.routing import (
     candidate_hosts,
     kind_of,
     pick_host,
-    task_id,
 )
 from yggcelery.settings import Settings
 from yggcelery.status import host_status
@@ -173,20 +172,19 @@ class CeleryDispatcher(Dispatcher):
         """Claim ``issue`` for ``host`` in the ledger and in Beads; None if someone else has it.
 
         ``previous`` is the bead's ledger entry as read at the start of this poll. It may be
-        stale: the claim key of (bead, attempt) is what makes one dispatcher win, so a rival
-        that claimed the same attempt meanwhile makes this claim fail rather than repeat it.
-        The ledger entry (state ``claimed``) comes first, so a dispatcher that dies before
-        :meth:`publish` leaves a trace that reconcile hands back after a grace period.
+        stale: the ledger's claim is a compare-and-set on it, so a rival that claimed the bead
+        meanwhile makes this claim fail rather than send the bead twice. The ledger entry
+        (state ``claimed``) comes first, so a dispatcher that dies before :meth:`publish`
+        leaves a trace that reconcile hands back after a grace period.
         """
         if previous is not None and previous.state in _ACTIVE:
             # Another dispatcher sent it since our `ready` read (same actor, so Beads' claim
             # would not object): a second attempt now would run the issue twice.
             return None
-        attempt = 1 if previous is None else previous.attempt + 1
-        entry = Entry(
+        claimed = Entry(
             bead=issue.id,
-            attempt=attempt,
-            task_id=task_id(issue.id, attempt),
+            attempt=0,  # the ledger numbers the attempt
+            task_id="",
             host=host,
             kind=kind,
             priority=beads_priority(issue),
@@ -194,7 +192,8 @@ class CeleryDispatcher(Dispatcher):
             since=time.time(),
             failures=previous.failures if previous else 0,
         )
-        if not self.ledger.claim(entry):
+        entry = self.ledger.claim(claimed, seen=previous)
+        if entry is None:
             return None
         try:
             self.store.claim(issue.id, actor=self.actor)
