@@ -133,6 +133,23 @@ def test_a_success_after_a_clean_read_skips_the_reset_but_one_after_a_failure_do
     assert state.resets == 2 and state.snapshot("h1").failures == 0
 
 
+def test_a_clean_host_is_trusted_for_a_while_then_read_again(
+    make_state: Callable[[], BreakerState], clock: FakeClock
+) -> None:
+    """With ``trust_clean_s``, a breaker another process opened is seen once the window is over
+    (and at once after a failure in this process)."""
+    worker = CircuitBreaker(make_state(), failures=K, cooldown_s=COOLDOWN_S, clock=clock,
+                            trust_clean_s=1.0)  # fmt: skip
+    other = breaker(make_state(), clock)
+    assert worker.allow("h1")
+    for _ in range(K):
+        other.record_failure("h1")
+    assert not other.allow("h1")
+    assert worker.allow("h1")  # within the window: not read again
+    clock.now += 1.0
+    assert not worker.allow("h1")
+
+
 def test_probes_once_after_the_cooldown_then_closes_on_success(
     make_state: Callable[[], BreakerState], clock: FakeClock
 ) -> None:

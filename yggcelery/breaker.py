@@ -17,6 +17,7 @@ its slot is given again after another cool-down.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -180,13 +181,19 @@ class CircuitBreaker:
         failures: int,
         cooldown_s: float,
         clock: Callable[[], float] = time.time,
+        trust_clean_s: float = 0.0,
     ) -> None:
         self.store = state
         self.failures = failures
         self.cooldown_s = cooldown_s
         self.clock = clock
-        #: Hosts whose stored data was empty when :meth:`allow` last read it in this process.
-        self._clean: set[str] = set()
+        #: How long a host found with nothing stored is let through without reading again:
+        #: one round trip less per request, and a breaker opened by another process is seen
+        #: up to this much later (a worker uses a second; 0 reads every time).
+        self.trust_clean_s = trust_clean_s
+        #: When :meth:`allow` last found nothing stored for a host, with no failure since in
+        #: this process.
+        self._clean: dict[str, float] = {}
 
     def state(self, host: str) -> CircuitState:
         """CLOSED, OPEN, or HALF_OPEN once the cool-down is over."""
@@ -199,11 +206,14 @@ class CircuitBreaker:
 
     def allow(self, host: str) -> bool:
         """Whether a request may go to ``host`` now; after the cool-down, True for one caller."""
+        now = self.clock()
+        if now - self._clean.get(host, -math.inf) < self.trust_clean_s:
+            return True
         snap = self.store.snapshot(host)
         if snap == Snapshot():
-            self._clean.add(host)
+            self._clean[host] = now
         else:
-            self._clean.discard(host)
+            self._clean.pop(host, None)
         if snap.opened_at is None:
             return True
         return self.store.take_probe(host, now=self.clock(), cooldown_s=self.cooldown_s)
@@ -227,12 +237,11 @@ class CircuitBreaker:
         request started.
         """
         if host in self._clean:
-            self._clean.discard(host)
             return
         self.store.succeed(host)
 
     def record_failure(self, host: str) -> None:
-        self._clean.discard(host)
+        self._clean.pop(host, None)
         self.store.fail(host, threshold=self.failures, now=self.clock())
 
     def __repr__(self) -> str:

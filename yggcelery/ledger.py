@@ -181,7 +181,7 @@ class Ledger:
         """A worker got ``task``: count this delivery of (task, retry), and say whether the task
         is still the bead's live attempt. One round trip."""
         key = DELIVERIES_KEY.format(task_id=task, retries=retries)
-        with self.client.pipeline() as pipe:
+        with self.client.pipeline(transaction=False) as pipe:
             pipe.hget(LEDGER_KEY, bead)
             pipe.incr(key)
             pipe.expire(key, ttl_s)

@@ -20,6 +20,8 @@ the dispatcher's own pass), so the histogram counts each closed task once, whoev
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import socket
 import threading
@@ -47,7 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DURATION_KEY = "ygg:metrics:task_duration"
+#: The duration histogram: ``host<TAB>kind<TAB>i`` counts samples in bucket ``i`` alone (index
+#: ``len(DURATION_BUCKETS_S)`` is above the last bound), plus ``...count`` and ``...sum``. The
+#: scrape makes the buckets cumulative, so a sample costs three increments, not one per bucket.
+DURATION_KEY = "ygg:metrics:task_duration_buckets"
 #: Upper bounds (seconds) of the duration histogram: model answers take seconds to minutes.
 DURATION_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 _SEP = "\t"
@@ -81,9 +86,7 @@ def _observe(client: redis.Redis, samples: list[tuple[str, str, float]]) -> None
     sums: dict[str, float] = {}
     for host, kind, seconds in samples:
         prefix = f"{host}{_SEP}{kind}{_SEP}"
-        counts.update(
-            f"{prefix}{i}" for i, bound in enumerate(DURATION_BUCKETS_S) if seconds <= bound
-        )
+        counts[f"{prefix}{bisect.bisect_left(DURATION_BUCKETS_S, seconds)}"] += 1
         counts[f"{prefix}count"] += 1
         sums[f"{prefix}sum"] = sums.get(f"{prefix}sum", 0.0) + seconds
     if not counts:
@@ -101,7 +104,7 @@ class _HashReader(Protocol):
 
 
 def duration_family(client: _HashReader) -> HistogramMetricFamily:
-    """``ygg_task_duration_seconds`` from the shared hash (cumulative buckets, as stored)."""
+    """``ygg_task_duration_seconds`` from the shared hash (its buckets made cumulative here)."""
     family = HistogramMetricFamily(
         "ygg_task_duration_seconds",
         "Run time of finished tasks (model answer included), by host and task kind",
@@ -114,7 +117,10 @@ def duration_family(client: _HashReader) -> HistogramMetricFamily:
         series.setdefault((host, kind), {})[part] = float(value)
     for (host, kind), parts in sorted(series.items()):
         count = parts.get("count", 0.0)
-        buckets = [(str(b), parts.get(str(i), 0.0)) for i, b in enumerate(DURATION_BUCKETS_S)]
+        cumulative = itertools.accumulate(
+            parts.get(str(i), 0.0) for i in range(len(DURATION_BUCKETS_S))
+        )
+        buckets = [(str(b), n) for b, n in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
         family.add_metric(
             [host, kind], buckets=[*buckets, ("+Inf", count)], sum_value=parts.get("sum", 0.0)
         )

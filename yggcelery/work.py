@@ -115,6 +115,7 @@ def _build_context(settings: Settings) -> WorkerContext:
         RedisBreakerState(redis),
         failures=settings.retry.breaker_failures,
         cooldown_s=settings.retry.breaker_cooldown_s,
+        trust_clean_s=1.0,  # one round trip less per bead; another worker's opening seen ≤1 s late
     )
     fallback = CloudFallback(settings.cloud, ledger=RedisSpendLedger(redis), client=client)
     return WorkerContext(settings, client, breaker, fallback, Ledger(redis))
