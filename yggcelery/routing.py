@@ -83,6 +83,10 @@ def broker_priority(priority: int, broker_kind: str) -> int:
     return priority
 
 
+#: How every task id of a bead's attempt begins (``ygg:<bead>:<attempt>``).
+TASK_ID_PREFIX = "ygg:"
+
+
 def task_id(bead_id: str, attempt: int) -> str:
     """Deterministic Celery task id of one dispatch attempt: a resend reuses it."""
     return f"{task_id_prefix(bead_id)}{attempt}"
@@ -90,7 +94,7 @@ def task_id(bead_id: str, attempt: int) -> str:
 
 def task_id_prefix(bead_id: str) -> str:
     """The task ids of ``bead_id``'s attempts without the attempt number."""
-    return f"ygg:{bead_id}:"
+    return f"{TASK_ID_PREFIX}{bead_id}:"
 
 
 def bead_of_task(task_id_: str) -> tuple[str, int] | None:

@@ -92,6 +92,11 @@ class Dispatcher(ABC):
         """Open connections and load what the first poll needs, so that the first poll after a
         start is as quick as any other. Idempotent; :meth:`run` calls it. No-op by default."""
 
+    def nap(self, stop: threading.Event, seconds: float) -> None:
+        """Wait between polls: ``seconds``, or less when ``stop`` is set (or, where a dispatcher
+        can tell, when work finished)."""
+        stop.wait(seconds)
+
     def idle(self) -> bool:
         """Nothing in flight and nothing ready in Beads: a run ``until_idle`` may stop."""
         return self.in_flight() == 0 and not self.store.ready(sort=self.settings.beads.sort)
@@ -123,7 +128,7 @@ class Dispatcher(ABC):
                     except OUTAGES as exc:
                         log.warning("%s dispatcher: poll failed, retrying: %r", self.name, exc)
                     if not sent:  # a poll that sent work polls again at once: hosts may have room
-                        stop.wait(poll_s)
+                        self.nap(stop, poll_s)
             finally:
                 finished.set()
                 self.shutdown(hand_back=True)

@@ -5,14 +5,19 @@ each to the host with the most room among those serving its kind. Only a bounded
 per host sit in the broker (``inflight_per_slot`` × slots); the backlog stays in Beads, so a new p0
 is never behind a long broker queue and routing always uses fresh information.
 
-Sending one bead is: take the (bead, attempt) claim in the ledger (atomic across dispatchers),
-claim the issue in Beads, record the attempt as sent, publish with a deterministic task id. A
-stop between those steps leaves a ledger entry that reconcile hands back, so nothing is lost.
+Between polls the loop naps ``poll_s``, or less: a task storing its result wakes it
+(:mod:`yggcelery.wakeup`).
+
+Sending one bead is: claim the bead's next attempt in the ledger (a compare-and-set, atomic
+across dispatchers), claim the issue in Beads, record the attempt as sent, publish with a
+deterministic task id. A stop between those steps leaves a ledger entry that reconcile hands
+back, so nothing is lost.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +40,7 @@ from yggcelery.routing import (
 )
 from yggcelery.settings import Settings
 from yggcelery.status import host_status
+from yggcelery.wakeup import ResultWakeup
 from yggcelery.work import WorkOrder
 
 if TYPE_CHECKING:
@@ -64,6 +70,7 @@ class CeleryDispatcher(Dispatcher):
         self.ledger = ledger or Ledger.from_settings(settings)
         self.health = health or HostHealth(settings)
         self.reconciler = Reconciler(settings, self.app, store, self.ledger)
+        self.wakeup = ResultWakeup.for_app(self.app, settings)
         self._prepared = False
 
     def prepare(self) -> None:
@@ -83,6 +90,7 @@ class CeleryDispatcher(Dispatcher):
             backend.client.ping()
             self.ledger.client.ping()
             self.store.ready(sort=self.settings.beads.sort)
+            self.wakeup.start()
         except OUTAGES as exc:
             log.warning("celery dispatcher: could not prepare (the first poll will retry): %r", exc)
             return
@@ -232,11 +240,16 @@ class CeleryDispatcher(Dispatcher):
         else:
             self.ledger.put(previous)
 
+    def nap(self, stop: threading.Event, seconds: float) -> None:
+        """Until ``seconds`` pass, ``stop`` is set or one of our tasks stores its result."""
+        self.wakeup.nap(stop, seconds)
+
     def get_status(self) -> dict[str, HostStatus]:
         return host_status(self.app, self.settings)
 
     def shutdown(self, *, hand_back: bool = True) -> None:
         """Hand back what still waits in the broker; running tasks finish and are reconciled."""
+        self.wakeup.close()
         if hand_back:
             self.hand_back_queued()
         self.health.close()

@@ -1,0 +1,102 @@
+"""Wake the Celery dispatcher when one of its tasks stores a result, not at its next poll.
+
+Celery's Redis result backend publishes every result it stores on a channel named after the
+result's key (``celery-task-meta-<task id>``). A pattern subscription to the channels of
+yggcelery's task ids sets an event, and the dispatcher's loop naps until the event is set or
+``poll_s`` has passed: a finished bead reaches Beads, and its host's next bead the broker, within
+milliseconds instead of up to ``poll_s`` later, while an idle cluster still costs one poll per
+``poll_s``.
+
+The subscription only saves latency. While it is down (Redis restarting) the loop polls as
+before; redis-py subscribes again when it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+from redis.client import PubSub, PubSubWorkerThread
+
+from yggcelery.ledger import redis_for
+from yggcelery.routing import TASK_ID_PREFIX
+from yggcelery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ResultWakeup:
+    """An event set whenever a task whose id matches the pattern stores a result."""
+
+    def __init__(self, client: redis.Redis, pattern: str) -> None:
+        self.client = client
+        self.pattern = pattern
+        self.event = threading.Event()
+        self._pubsub: PubSub | None = None
+        self._thread: PubSubWorkerThread | None = None
+
+    @classmethod
+    def for_app(cls, app: Celery, settings: Settings) -> ResultWakeup:
+        """Results of yggcelery's tasks in ``app``'s backend (the Redis of ``settings``)."""
+        backend: Any = app.backend  # a key-value backend: its key naming
+        key = backend.get_key_for_task(TASK_ID_PREFIX)
+        prefix = key.decode() if isinstance(key, bytes) else str(key)
+        return cls(redis_for(settings), prefix + "*")
+
+    def __repr__(self) -> str:
+        return f"<ResultWakeup {self.pattern!r} {'on' if self.running else 'off'}>"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        """Subscribe (idempotent); False when Redis cannot be reached now (try again later)."""
+        if self.running:
+            return True
+        try:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub.psubscribe(**{self.pattern: self._on_message})
+            self._thread = pubsub.run_in_thread(
+                sleep_time=1.0, daemon=True, exception_handler=self._on_error
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.info("result wake-up unavailable for now (polling instead): %r", exc)
+            return False
+        self._pubsub = pubsub
+        return True
+
+    def nap(self, stop: threading.Event, seconds: float) -> None:
+        """Return after ``seconds``, or as soon as a result is stored or ``stop`` is set."""
+        if not self.running:
+            self.start()
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            # Short waits: `stop` is set by signal handlers and has no way to set our event.
+            if left <= 0 or self.event.wait(min(left, 0.1)):
+                break
+        # Cleared before the poll that follows: a result stored during that poll sets it again.
+        self.event.clear()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        if self._pubsub is not None:
+            self._pubsub.close()
+            self._pubsub = None
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        self.event.set()
+
+    def _on_error(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
+        """Redis went away: keep the thread (redis-py reconnects and subscribes again on the
+        next read), pausing so a long outage does not spin."""
+        log.debug("result wake-up: %r; retrying", exc)
+        time.sleep(0.5)
