@@ -23,6 +23,7 @@ from yggcelery.settings import load_settings
 
 pytestmark = pytest.mark.llm
 
+PROMPT = "What is the capital of France? Answer in one word."
 #: Give-up bound for the server to load the model; not an assertion on speed.
 READY_WITHIN_S = 240.0
 
@@ -88,7 +89,9 @@ def test_smollm2_knows_the_capital_of_france(llama_server: tuple[str, str]) -> N
     host = {"base_url": url, "dialect": "openai", "model": model, "slots": 1, "kinds": ["text"]}
     settings = load_settings(hosts={"smol": host}, timeouts={"read_s": 120})
     with LLMClient(settings) as client:
-        answer = client.complete("smol", "What is the capital of France?", max_tokens=48,
-                                 temperature=0.0)  # fmt: skip
-    assert "Paris" in answer.text, answer.text
+        # Greedy decoding is repeatable for one llama.cpp build, but a 135M model's wording is
+        # not across builds: llama-cpp-python 0.3.36 answers the bare question with a made-up
+        # name, and "Paris" when asked for one word.
+        answer = client.complete("smol", PROMPT, max_tokens=48, temperature=0.0)
+    assert "paris" in answer.text.lower(), answer.text
     assert answer.host == "smol" and answer.completion_tokens and answer.prompt_tokens
