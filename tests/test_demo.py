@@ -70,7 +70,9 @@ def run_demo(cwd: Path) -> tuple[int, str, Seen, list[tuple[int, str]]]:
     reader.start()
     seen: Seen = {}
     while proc.poll() is None:
-        seen |= children(tag, demo=proc.pid)
+        # A process read while it exits has an empty command line: keep the role seen before.
+        seen |= {key: name for key, name in children(tag, demo=proc.pid).items()
+                 if name or key not in seen}  # fmt: skip
         time.sleep(0.5)
     reader.join(timeout=30)
     late = [(pid, name) for (pid, _), name in children(tag, demo=proc.pid).items()]

@@ -62,7 +62,7 @@ class ResultWakeup:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             pubsub.psubscribe(**{self.pattern: self._on_message})
             self._thread = pubsub.run_in_thread(
-                sleep_time=1.0, daemon=True, exception_handler=self._on_error
+                sleep_time=0.5, daemon=True, exception_handler=self._on_error
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.info("result wake-up unavailable for now (polling instead): %r", exc)
