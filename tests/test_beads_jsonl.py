@@ -149,6 +149,19 @@ def test_bad_lines_are_reported_with_line_numbers_and_kept_verbatim(tmp_path: Pa
     assert sorted(p.line_no for p in store.problems) == [1, 2, 3, 4, 5]
 
 
+def test_a_line_only_the_full_model_refuses_is_named_and_the_others_still_come(
+    tmp_path: Path,
+) -> None:
+    """Labels that are not a list pass the light decoding and fail the full model: the models
+    are built in one call, which fails, so each line is validated alone to name the bad one."""
+    lines = [line("bd-1", priority=1), line("bd-2", labels=5), line("bd-3", priority=3)]
+    store = JsonlStore(write_lines(tmp_path / "issues.jsonl", lines))
+    assert [i.id for i in store.ready()] == ["bd-1", "bd-3"]
+    assert [i.id for i in store.list_issues()] == ["bd-1", "bd-3"]
+    [problem] = store.problems
+    assert problem.line_no == 2 and "labels" in problem.problem
+
+
 def test_crlf_lines_and_spaced_separators_are_read_and_kept(tmp_path: Path) -> None:
     """Old exports with ": " and CRLF endings: read, and the edited line keeps its CR."""
     path = tmp_path / "issues.jsonl"
