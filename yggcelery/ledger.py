@@ -115,8 +115,8 @@ class Delivery(NamedTuple):
     deliveries: int
 
 
-def _is_current(entry: Entry | None, task_id: str) -> bool:
-    return entry is not None and entry.task_id == task_id and entry.state is EntryState.SENT
+def _is_current(entry: Entry | None, task: str) -> bool:
+    return entry is not None and entry.task_id == task and entry.state is EntryState.SENT
 
 
 class Ledger:
