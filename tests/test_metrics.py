@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -19,7 +20,6 @@ from yggcelery.ledger import redis_for
 from yggcelery.localredis import free_port
 from yggcelery.metrics import (
     MetricsServer,
-    observe_duration,
     observe_results,
     start_metrics_server,
 )
@@ -152,17 +152,22 @@ def test_every_metric_is_served_with_its_labels_and_plausible_values(
 def test_duration_histogram_buckets_are_cumulative(
     make_settings: Callable[..., Settings], served: Callable[[Settings], MetricsServer]
 ) -> None:
-    """Observations of 0.5 s, 7 s and 2000 s land in the right cumulative buckets."""
+    """Results of 0.5 s, 1 s (on a bound: counted in it), 7 s and 2000 s, written in one pass
+    and in another, land in the right cumulative buckets."""
+    from yggcelery.outcomes import BeadResult
+
     settings = make_settings()
     client = redis_for(settings)
-    for seconds in (0.5, 7.0, 2000.0):
-        observe_duration(client, host="skadi-code", kind="code", seconds=seconds)
+    results = [BeadResult(bead="bd-1", task_id="t", kind="code", host="skadi-code", model="m",
+                          text="ok", total_s=seconds) for seconds in (0.5, 1.0, 7.0)]  # fmt: skip
+    observe_results(client, results)
+    observe_results(client, [replace(results[0], total_s=2000.0)])
     samples = scrape(served(settings))
     buckets = {dict(k)["le"]: v for k, v in samples["ygg_task_duration_seconds_bucket"].items()}
-    assert (buckets["1.0"], buckets["5.0"], buckets["10.0"], buckets["900.0"]) == (1, 1, 2, 2)
-    assert buckets["+Inf"] == 3
+    assert (buckets["1.0"], buckets["5.0"], buckets["10.0"], buckets["900.0"]) == (2, 2, 3, 3)
+    assert buckets["+Inf"] == 4
     assert samples["ygg_task_duration_seconds_sum"] == {
-        (("host", "skadi-code"), ("kind", "code")): 2007.5
+        (("host", "skadi-code"), ("kind", "code")): 2008.5
     }
 
 
@@ -171,8 +176,6 @@ def test_a_pass_of_results_counts_as_each_result_observed_alone(
 ) -> None:
     """A reconcile pass adds its results in one transaction, summed per field: the stored
     histogram is the same as observing them one by one."""
-    from dataclasses import replace
-
     from yggcelery.metrics import DURATION_KEY
     from yggcelery.outcomes import BeadResult
 

@@ -68,7 +68,11 @@ def test_the_wake_up_comes_back_by_itself_after_redis_restarts(
 
 
 def test_a_stop_ends_the_nap(app_and_wakeup: tuple[Any, ResultWakeup]) -> None:
+    """A signal sets `stop` while the loop naps for ten minutes: the nap ends."""
     _, wakeup = app_and_wakeup
     stop = threading.Event()
+    napping = threading.Thread(target=wakeup.nap, args=(stop, 600.0), daemon=True)
+    napping.start()
     stop.set()
-    wakeup.nap(stop, 60.0)  # would hang the test for a minute if stop were ignored
+    napping.join(timeout=30.0)  # a give-up bound, far below the nap's ten minutes
+    assert not napping.is_alive()

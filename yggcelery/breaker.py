@@ -216,7 +216,7 @@ class CircuitBreaker:
             self._clean.pop(host, None)
         if snap.opened_at is None:
             return True
-        return self.store.take_probe(host, now=self.clock(), cooldown_s=self.cooldown_s)
+        return self.store.take_probe(host, now=now, cooldown_s=self.cooldown_s)
 
     def check(self, host: str) -> None:
         """Like :meth:`allow`, but raise :class:`CircuitOpen` when the request may not go."""

@@ -67,24 +67,14 @@ GPU_HELP = (
 # --- task durations (written by reconcile, read at scrape) ------------------------------------
 
 
-def observe_duration(client: redis.Redis, *, host: str, kind: str, seconds: float) -> None:
-    """Add one finished task to the shared histogram (one atomic transaction)."""
-    _observe(client, [(host, kind, seconds)])
-
-
 def observe_results(client: redis.Redis, results: list[BeadResult]) -> None:
-    """The reconcile pass's hook: the results it has just written into Beads (one transaction)."""
-    _observe(
-        client,
-        [("cloud" if r.via_cloud else r.host, r.kind, max(r.total_s, 0.0)) for r in results],
-    )
-
-
-def _observe(client: redis.Redis, samples: list[tuple[str, str, float]]) -> None:
-    """Add ``(host, kind, seconds)`` samples: one increment per field touched, one transaction."""
+    """The reconcile pass's hook: add the results it has just written into Beads to the shared
+    histogram, one increment per field touched, in one transaction."""
     counts: Counter[str] = Counter()
     sums: dict[str, float] = {}
-    for host, kind, seconds in samples:
+    for result in results:
+        host = "cloud" if result.via_cloud else result.host
+        kind, seconds = result.kind, max(result.total_s, 0.0)
         prefix = f"{host}{_SEP}{kind}{_SEP}"
         counts[f"{prefix}{bisect.bisect_left(DURATION_BUCKETS_S, seconds)}"] += 1
         counts[f"{prefix}count"] += 1

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from yggcelery.broker import queued_by_priority
 from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS, make_app
 from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
 from yggcelery.errors import ClaimConflict
@@ -84,7 +85,7 @@ class CeleryDispatcher(Dispatcher):
                 producer.connection.ensure_connection(max_retries=1)
                 for queue in self.app.amqp.queues.values():
                     producer.maybe_declare(queue)
-            broker_task_ids(self.app, self.settings)
+            queued_by_priority(self.app, self.settings, list(self.settings.hosts))  # pooled reads
             self.health.down_hosts()  # probes each host once; cached for a few seconds
             backend: Any = self.app.backend  # Redis: its client (the stubs know no client)
             backend.client.ping()
