@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from yggcelery.beads import JsonlStore
-from yggcelery.cluster import LocalCluster
-from yggcelery.localredis import RedisServer
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.redis import RedisServer
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
 

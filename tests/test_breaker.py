@@ -16,7 +16,7 @@ from yggcelery.breaker import (
     RedisBreakerState,
 )
 from yggcelery.errors import CircuitOpen, TransientError
-from yggcelery.localredis import RedisServer
+from yggcelery.testing.redis import RedisServer
 
 K = 3
 COOLDOWN_S = 30.0

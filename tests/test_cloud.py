@@ -14,7 +14,7 @@ from yggcelery.cloud import CloudFallback, MemorySpendLedger, RedisSpendLedger, 
 from yggcelery.errors import CloudBudgetExceeded, HostRejected, HostUnavailable, TransientError
 from yggcelery.llm import Completion, LLMClient, TaskTags, build_request, complete_with_fallback
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
-from yggcelery.localredis import RedisServer, free_port
+from yggcelery.testing.redis import RedisServer, free_port
 from yggcelery.settings import Settings, load_settings
 
 KEY = "sk-test-SECRET-123"

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from yggcelery.beads import JsonlStore
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.outcomes import TASK_MARKER
-from yggcelery.seed import seed_issues
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import CLOUD_QUEUE, make_app
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet

@@ -20,7 +20,7 @@ import redis
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the test extra
 
 from yggcelery.cli import cli
-from yggcelery.localredis import free_port, redis_executable, wait_for_port
+from yggcelery.testing.redis import free_port, redis_executable, wait_for_port
 from yggcelery.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

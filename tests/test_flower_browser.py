@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from yggcelery.cluster import LocalCluster
-from yggcelery.localredis import free_port, wait_for_port
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.redis import free_port, wait_for_port
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
 

@@ -21,7 +21,7 @@ from yggcelery.errors import (
 )
 from yggcelery.llm import AsyncLLMClient, Completion, LLMClient, TaskTags, get_client
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 from yggcelery.settings import Settings, load_settings
 
 PROMPT = "What is the capital of France?"

@@ -19,7 +19,7 @@ from yggcelery.llm import (
     complete_with_fallback,
 )
 from yggcelery.llm.fake import FakeModelServer, Reply
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 from yggcelery.settings import RetrySettings, Settings, load_settings
 
 RETRY = RetrySettings(max_retries=3, backoff_s=1.0, backoff_max_s=3.0)

@@ -14,16 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.test_cluster_e2e import run_until_idle
 from yggcelery.beads import JsonlStore
 from yggcelery.cloud import RedisSpendLedger
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import redis_for
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 from yggcelery.metrics import (
     MetricsServer,
     observe_results,
     start_metrics_server,
 )
-from yggcelery.seed import seed_issues
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from yggcelery.celery_app import make_app
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.routing import broker_priority, task_id
 from yggcelery.settings import Settings

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from yggcelery.llm import LLMClient
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 from yggcelery.settings import load_settings
 
 pytestmark = pytest.mark.llm

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from yggcelery.beads import JsonlStore
-from yggcelery.chaos import DispatcherThread, audit, requests_by_bead, wait_until
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.localredis import RedisServer
-from yggcelery.seed import seed_issues
+from yggcelery.testing.redis import RedisServer
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 

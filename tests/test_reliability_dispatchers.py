@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from yggcelery.beads import JsonlStore
-from yggcelery.chaos import audit, requests_by_bead
-from yggcelery.cluster import LocalCluster
-from yggcelery.seed import seed_issues
+from yggcelery.testing.faults import audit, requests_by_bead
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
 

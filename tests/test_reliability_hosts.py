@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from yggcelery.beads import JsonlStore
 from yggcelery.breaker import CircuitBreaker, CircuitState, RedisBreakerState
-from yggcelery.chaos import DispatcherThread, audit, wait_until
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, wait_until
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import redis_for
 from yggcelery.settings import Settings

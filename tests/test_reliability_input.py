@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from yggcelery.beads import JsonlStore
-from yggcelery.chaos import DispatcherThread, audit
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.outcomes import TASK_MARKER
 from yggcelery.settings import Settings

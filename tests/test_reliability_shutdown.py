@@ -13,12 +13,12 @@ from pathlib import Path
 
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import make_app
-from yggcelery.chaos import DispatcherThread, audit, requests_by_bead, wait_until
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import EntryState, Ledger
 from yggcelery.reconcile import broker_task_ids, result_metas
-from yggcelery.seed import seed_issues
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
 

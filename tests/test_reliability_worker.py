@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from yggcelery.beads import JsonlStore
-from yggcelery.chaos import (
+from yggcelery.testing.faults import (
     DispatcherThread,
     audit,
     recovery_times,
@@ -28,7 +28,7 @@ from yggcelery.chaos import (
     summary,
     wait_until,
 )
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet

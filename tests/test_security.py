@@ -18,11 +18,11 @@ from kombu import Connection, Exchange
 
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import celery_config
-from yggcelery.chaos import DispatcherThread, audit, requests_by_bead
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.localredis import RedisServer
-from yggcelery.seed import seed_issues
+from yggcelery.testing.redis import RedisServer
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
 

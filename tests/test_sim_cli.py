@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 
 YGG = str(Path(sys.executable).with_name("ygg"))
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from yggcelery.beads import JsonlStore
-from yggcelery.chaos import DispatcherThread, audit, recovery_times, requests_by_bead, running_pids
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, recovery_times, requests_by_bead, running_pids
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.seed import seed_issues
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 

@@ -10,7 +10,7 @@ import pytest
 from celery import states
 
 from yggcelery.celery_app import make_app
-from yggcelery.localredis import RedisServer
+from yggcelery.testing.redis import RedisServer
 from yggcelery.settings import load_settings
 from yggcelery.wakeup import ResultWakeup
 

@@ -26,7 +26,7 @@ from yggcelery.beads import JsonlStore
 from yggcelery.bench.processes import DispatcherProcess, SimProcess
 from yggcelery.bench.runner import RunOptions, cluster, feed, run_settings
 from yggcelery.bench.scenarios import BenchTask, Scenario
-from yggcelery.localredis import RedisServer
+from yggcelery.testing.redis import RedisServer
 from yggcelery.settings import Settings
 
 log = logging.getLogger(__name__)

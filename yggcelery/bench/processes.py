@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from yggcelery.localredis import wait_for_port
+from yggcelery.testing.redis import wait_for_port
 from yggcelery.settings import Settings, to_env
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 For each run: a folder of its own with a new ``.beads/issues.jsonl``; the configured hosts moved
 to free loopback ports; ``ygg sim --time-scale S`` serving them; for Celery a fresh Redis and a
-:class:`~yggcelery.cluster.LocalCluster`; the dispatcher in its own process. The scenario's
+:class:`~yggcelery.testing.cluster.LocalCluster`; the dispatcher in its own process. The scenario's
 first beads are written, the dispatcher is told to go (``t0``), later beads are created at their
 arrival times, and when every bead is closed (or blocked) the dispatcher is stopped and the
 simulator's records are turned into figures (:mod:`yggcelery.bench.metrics`).
@@ -23,7 +23,7 @@ from yggcelery.bench import metrics
 from yggcelery.bench.bound import HostSlots, bound_s
 from yggcelery.bench.processes import DispatcherProcess, SimProcess, Usage
 from yggcelery.bench.scenarios import BenchTask, Scenario
-from yggcelery.localredis import RedisServer, free_port
+from yggcelery.testing.redis import RedisServer, free_port
 from yggcelery.settings import BeadsSettings, CloudSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def run_one(
 
 @contextmanager
 def cluster(settings: Settings, workdir: Path) -> Iterator[None]:
-    from yggcelery.cluster import LocalCluster
+    from yggcelery.testing.cluster import LocalCluster
 
     with LocalCluster(settings, log_dir=workdir / "cluster", loglevel="WARNING") as cluster:
         cluster.wait_online(timeout_s=120.0)

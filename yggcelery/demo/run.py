@@ -29,7 +29,7 @@ from rich.live import Live
 
 from yggcelery.beads import Issue, JsonlStore
 from yggcelery.broker import queued_by_priority
-from yggcelery.cluster import LocalCluster
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.demo.view import (
     HostLine,
     HostSummary,
@@ -39,8 +39,8 @@ from yggcelery.demo.view import (
     waits_by_host,
 )
 from yggcelery.errors import YggError
-from yggcelery.localredis import RedisServer, free_port, wait_for_port
-from yggcelery.seed import seed_issues
+from yggcelery.testing.redis import RedisServer, free_port, wait_for_port
+from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
 

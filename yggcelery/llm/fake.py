@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from yggcelery.localredis import free_port
+from yggcelery.testing.redis import free_port
 
 #: Token counts and Ollama timings (nanoseconds) of the normal answer.
 PROMPT_TOKENS = 12
