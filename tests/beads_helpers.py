@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from yggcelery.beads import JsonlStore
+from yggcelery.beads import JsonlStore, RuleSetName, ready
 from yggcelery.errors import ClaimConflict
+from yggcelery.settings import SortOrder
 
 #: Real ``issues.jsonl`` files from public repositories, read-only, beside the repository.
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "beads" / "samples"
@@ -27,15 +28,30 @@ def copy_sample(sample: Path, folder: Path) -> Path:
 
 
 def line(issue_id: str, **fields: Any) -> str:
-    """One compact issue line with a title and a created_at, plus ``fields``."""
+    """One compact issue line with a title and a created_at, plus ``fields`` (a closed one gets
+    a ``closed_at``, as bd requires)."""
     obj = {"id": issue_id, "title": f"title of {issue_id}", "status": "open", "priority": 2,
            "issue_type": "task", "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
     obj.update(fields)
+    if obj["status"] == "closed":
+        obj.setdefault("closed_at", "2026-01-02T00:00:00Z")
     return json.dumps(obj, separators=(",", ":"))
 
 
 def dep(child: str, target: str, kind: str = "blocks", **extra: Any) -> dict[str, Any]:
     return {"issue_id": child, "depends_on_id": target, "type": kind, **extra}
+
+
+def ready_ids(
+    path: Path, lines: list[str], *, rules: RuleSetName, sort: SortOrder = "priority"
+) -> list[str]:
+    """The ready ids of ``lines`` written as a file, through the store (its light records) and
+    through ``ready()`` on the full models: the two must agree."""
+    write_lines(path, lines)
+    store = JsonlStore(path, rules=rules, report=None)
+    through_store = [i.id for i in store.ready(sort)]
+    assert [i.id for i in ready(store.list_issues(), sort=sort, rules=rules)] == through_store
+    return through_store
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -16,10 +16,10 @@ import pytest
 import redis
 
 from yggcelery.beads import JsonlStore
-from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.redis import RedisServer
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.redis import RedisServer
 
 
 @pytest.fixture(autouse=True)

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from yggcelery.breaker import (
+from yggcelery.errors import CircuitOpen, TransientError
+from yggcelery.llm.breaker import (
     BreakerState,
     CircuitBreaker,
     CircuitState,
     MemoryBreakerState,
     RedisBreakerState,
 )
-from yggcelery.errors import CircuitOpen, TransientError
 from yggcelery.testing.redis import RedisServer
 
 K = 3

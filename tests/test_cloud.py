@@ -10,12 +10,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from yggcelery.cloud import CloudFallback, MemorySpendLedger, RedisSpendLedger, SpendLedger
-from yggcelery.errors import CloudBudgetExceeded, HostRejected, HostUnavailable, TransientError
-from yggcelery.llm import Completion, LLMClient, TaskTags, build_request, complete_with_fallback
+from yggcelery.errors import CloudBudgetExceeded, HostRejected, HostUnavailable, YggError
+from yggcelery.llm import LLMClient, build_request
+from yggcelery.llm.breaker import MemoryBreakerState
+from yggcelery.llm.cloud import CloudFallback, MemorySpendLedger, RedisSpendLedger, SpendLedger
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
-from yggcelery.testing.redis import RedisServer, free_port
+from yggcelery.outcomes import BeadResult
 from yggcelery.settings import Settings, load_settings
+from yggcelery.testing.redis import RedisServer, free_port
+from yggcelery.work.order import WorkOrder
+from yggcelery.work.perform import perform
+from yggcelery.work.resources import Resources, breaker_for
 
 KEY = "sk-test-SECRET-123"
 KEY_ENV = "YGG_TEST_CLOUD_KEY"
@@ -61,17 +66,22 @@ def make_settings(cloud_url: str | None, *, host_url: str | None = None) -> Sett
     return load_settings(hosts={"h1": host}, cloud=cloud, retry=NO_WAIT)
 
 
-def run(
-    settings: Settings, ledger: SpendLedger, *, tags: TaskTags | None = None
-) -> Completion | TransientError:
-    """complete_with_fallback on h1 with the settings' cloud; returns the answer or the error."""
+def order(bead: str = "bd-1") -> WorkOrder:
+    fields = {"id": bead, "title": "a prompt", "description": "", "design": "",
+              "acceptance_criteria": "", "issue_type": "task"}  # fmt: skip
+    return WorkOrder(bead=fields, kind="text", host="h1", priority=2, attempt=1,
+                     task_id=f"ygg:{bead}:1")  # fmt: skip
+
+
+def run(settings: Settings, ledger: SpendLedger, *, bead: str = "bd-1") -> BeadResult | YggError:
+    """:func:`perform` of bead ``bead`` on h1 with the settings' cloud; the result or the error
+    that ended the attempt."""
     with LLMClient(settings) as client:
         fallback = CloudFallback(settings.cloud, ledger=ledger, client=client)
+        res = Resources(settings, client, breaker_for(settings, MemoryBreakerState()), fallback)
         try:
-            return complete_with_fallback(
-                client, fallback, "h1", "a prompt", retry=settings.retry, tags=tags
-            )
-        except TransientError as exc:
+            return perform(order(bead), res, sleep=lambda _: None)
+        except YggError as exc:
             return exc
 
 
@@ -100,8 +110,8 @@ def test_host_down_falls_back_and_the_cost_is_counted(
 ) -> None:
     """Host refuses connections: the cloud answers, and its cost lands in the Redis ledger."""
     ledger = RedisSpendLedger(rconn)
-    answer = run(make_settings(cloud.url), ledger, tags=TaskTags(bead="bd-1"))
-    assert isinstance(answer, Completion), answer
+    answer = run(make_settings(cloud.url), ledger, bead="bd-1")
+    assert isinstance(answer, BeadResult), answer
     assert (answer.text, answer.host, answer.via_cloud) == ("cloud says Paris", "cloud", True)
     assert answer.cost_usd == pytest.approx(ONE_ANSWER_USD)
     assert ledger.spent_today() == pytest.approx(ONE_ANSWER_USD)
@@ -118,7 +128,7 @@ def test_budget_spent_means_no_fallback_one_warning_and_a_transient_error(
     ledger = MemorySpendLedger()
     ledger.add(5.02)
     with caplog.at_level(logging.WARNING):
-        error = run(make_settings(cloud.url), ledger, tags=TaskTags(bead="bd-x"))
+        error = run(make_settings(cloud.url), ledger, bead="bd-x")
     assert isinstance(error, HostUnavailable) and error.host == "h1"
     assert isinstance(error.__cause__, CloudBudgetExceeded)
     assert cloud.requests == []
@@ -155,8 +165,10 @@ def test_the_api_key_appears_in_no_log_result_error_or_repr(
     seen: list[str] = []
     with caplog.at_level(logging.DEBUG), LLMClient(settings) as client:
         fallback = CloudFallback(settings.cloud, ledger=ledger, client=client)
-        answer = complete_with_fallback(client, fallback, "h1", "p", retry=settings.retry)
+        res = Resources(settings, client, breaker_for(settings, MemoryBreakerState()), fallback)
+        answer = perform(order(), res, sleep=lambda _: None)
         seen += [json.dumps(answer.to_dict()), repr(answer), repr(fallback), repr(client)]
+        seen += [answer.comment(), answer.close_reason()]
         seen += [repr(settings), repr(settings.cloud), repr(fallback.host)]
         seen += [repr(build_request("cloud", fallback.host, "p")), repr(ledger)]
         cloud.script(Reply(status=401, body={"error": f"Incorrect API key provided: {KEY}"}))

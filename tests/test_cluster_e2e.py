@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from yggcelery.beads import JsonlStore
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.outcomes import TASK_MARKER
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.seed import seed_issues
 
 
 def run_until_idle(dispatcher: CeleryDispatcher, *, timeout_s: float = 240) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from yggcelery.beads import JsonlStore
-from yggcelery.celery_app import CLOUD_QUEUE, make_app
-from yggcelery.testing.cluster import LocalCluster
+from yggcelery.celery_app import make_app
 from yggcelery.dispatch.celery import CeleryDispatcher
+from yggcelery.routing import CLOUD_QUEUE
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
 
 
 def pool_sizes(settings: Settings, *, timeout_s: float = 60) -> dict[str, int]:

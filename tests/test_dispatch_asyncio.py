@@ -10,8 +10,8 @@ from dispatch_helpers import add, records
 
 from yggcelery.beads import JsonlStore
 from yggcelery.bench.metrics import host_concurrency, served_requests, start_order
-from yggcelery.dispatch import make_dispatcher
 from yggcelery.dispatch.asyncio import AsyncDispatcher, PrioritySlots
+from yggcelery.dispatch.choose import make_dispatcher
 from yggcelery.outcomes import TASK_MARKER
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet

@@ -19,9 +19,9 @@ import pytest
 import redis
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the test extra
 
-from yggcelery.cli import cli
-from yggcelery.testing.redis import free_port, redis_executable, wait_for_port
+from yggcelery.cli.main import cli
 from yggcelery.settings import Settings, load_settings
+from yggcelery.testing.redis import free_port, redis_executable, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"

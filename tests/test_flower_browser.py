@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.redis import free_port, wait_for_port
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.redis import free_port, wait_for_port
 
 pytestmark = pytest.mark.browser
 

@@ -21,8 +21,8 @@ from yggcelery.errors import (
 )
 from yggcelery.llm import AsyncLLMClient, Completion, LLMClient, TaskTags, get_client
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
-from yggcelery.testing.redis import free_port
 from yggcelery.settings import Settings, load_settings
+from yggcelery.testing.redis import free_port
 
 PROMPT = "What is the capital of France?"
 
@@ -172,13 +172,12 @@ def test_error_text_is_trimmed_and_never_quotes_the_prompt(
     assert len(message) < 400 and message.endswith("...")
 
 
-def test_long_prompt_is_truncated_with_a_note(server: FakeModelServer) -> None:
-    """A prompt over max_prompt_chars is cut to that size and says how much was omitted."""
+def test_the_client_sends_the_prompt_it_is_given_whole(server: FakeModelServer) -> None:
+    """The client never cuts a prompt, even one over the host's max_prompt_chars: the work
+    path's prompt (work/prompt.py) is the one place a prompt is cut, to its target's limit."""
     with LLMClient(make_settings(server.url, max_prompt_chars=300)) as client:
         client.complete("h1", "a" * 1000)
-    sent = server.requests[0].body["messages"][0]["content"]
-    assert 290 <= len(sent) <= 300
-    assert sent.endswith("characters omitted]") and "of 1000 characters" in sent
+    assert server.requests[0].body["messages"][0]["content"] == "a" * 1000
 
 
 def test_client_has_explicit_timeouts() -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from yggcelery.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.errors import HostBusy, HostRejected, HostUnavailable, TransientError
-from yggcelery.llm import Completion, LLMClient, TaskTags, complete_with_fallback
-from yggcelery.settings import Dialect, RetrySettings, Settings, load_settings
+from yggcelery.llm import Completion, LLMClient, TaskTags
+from yggcelery.llm.breaker import MemoryBreakerState
+from yggcelery.llm.cloud import CloudFallback, MemorySpendLedger
+from yggcelery.settings import Dialect, Settings, load_settings
 from yggcelery.sim import SimFleet, SimHostConfig
+from yggcelery.testing.waiting import wait_until
+from yggcelery.work.order import WorkOrder
+from yggcelery.work.perform import perform
+from yggcelery.work.resources import Resources, breaker_for
 
 PROMPT = "What is the capital of France?"
 SCALE = 0.01  # a simulated second lasts 10 ms
@@ -45,12 +49,6 @@ def client(settings: Settings) -> Iterator[LLMClient]:
         yield llm
 
 
-def wait_until_busy(fleet: SimFleet, name: str) -> None:
-    """Poll the sim until ``name`` has a request decoding (no assertion on how long it takes)."""
-    while fleet[name].status()["busy_slots"] < 1:
-        time.sleep(0.01)
-
-
 def test_ollama_dialect_returns_text_tokens_and_timings(client: LLMClient, fleet: SimFleet) -> None:
     """The sim's Ollama answer gives text, token counts and the three timings."""
     tags = TaskTags(bead="bd-3", priority=1, kind="code")
@@ -81,7 +79,8 @@ def test_full_queue_answers_503_which_is_host_busy(client: LLMClient, fleet: Sim
     )
     first.start()
     try:
-        wait_until_busy(fleet, "olla")
+        wait_until(lambda: fleet["olla"].status()["busy_slots"] >= 1, timeout_s=30,
+                   what="olla decodes the first request")  # fmt: skip
         with pytest.raises(HostBusy) as caught:
             client.complete("olla", PROMPT)
     finally:
@@ -104,21 +103,25 @@ def test_unknown_model_is_rejected_naming_host_and_404(fleet: SimFleet, name: st
 
 
 def test_host_down_is_host_unavailable_then_the_cloud_answers() -> None:
-    """A downed sim host refuses connections: HostUnavailable, and the policy uses the cloud."""
+    """A downed sim host refuses connections: HostUnavailable, and the work path uses the cloud."""
     hosts = [config("down", "llama3.1:8b", "ollama"), config("cloudy", "gpt-4o-mini", "openai")]
     with SimFleet(hosts) as fleet:
         overrides = fleet.host_overrides()
         cloud = {"url": overrides["cloudy"].base_url, "model": "gpt-4o-mini"}
-        settings = load_settings(hosts={"down": overrides["down"]}, cloud=cloud)
+        retry = {"max_retries": 1, "backoff_s": 0}
+        settings = load_settings(hosts={"down": overrides["down"]}, cloud=cloud, retry=retry)
         fleet["down"].down()
         ledger = MemorySpendLedger()
+        bead = {"id": "bd-9", "title": PROMPT, "issue_type": "task"}
+        order = WorkOrder(bead=bead, kind="text", host="down", priority=2, attempt=1,
+                          task_id="ygg:bd-9:1")  # fmt: skip
         with LLMClient(settings) as client:
             with pytest.raises(HostUnavailable, match="host down: cannot reach"):
                 client.complete("down", PROMPT)
             fallback = CloudFallback(settings.cloud, ledger=ledger, client=client)
-            retry = RetrySettings(max_retries=1, backoff_s=0)
-            answer = complete_with_fallback(client, fallback, "down", PROMPT, retry=retry)
+            breaker = breaker_for(settings, MemoryBreakerState())
+            answer = perform(order, Resources(settings, client, breaker, fallback))
         assert (answer.host, answer.via_cloud) == ("cloud", True)
         assert answer.text.startswith("[gpt-4o-mini] simulated answer")
         assert answer.cost_usd > 0 and ledger.spent_today() == answer.cost_usd
-        assert len(fleet["cloudy"].records()) == 1
+        assert [r["bead"] for r in fleet["cloudy"].records()] == ["bd-9"]

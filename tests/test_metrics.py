@@ -13,19 +13,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_cluster_e2e import run_until_idle
 from yggcelery.beads import JsonlStore
-from yggcelery.cloud import RedisSpendLedger
-from yggcelery.testing.cluster import LocalCluster
+from yggcelery.connections import redis_for
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.ledger import redis_for
-from yggcelery.testing.redis import free_port
-from yggcelery.metrics import (
-    MetricsServer,
-    observe_results,
-    start_metrics_server,
-)
-from yggcelery.testing.seed import seed_issues
+from yggcelery.exporter.durations import DURATION_KEY, observe_results
+from yggcelery.exporter.server import MetricsServer, start_metrics_server
+from yggcelery.llm.cloud import RedisSpendLedger
+from yggcelery.outcomes import BeadResult
+from yggcelery.reconcile import ReconcileReport
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.redis import free_port
+from yggcelery.testing.seed import seed_issues
+from yggcelery.testing.waiting import wait_until
 
 HOSTS = {"surtr-reasoning": 2, "fenrir-chat": 3, "skadi-code": 2}
 KIND = {"surtr-reasoning": "reasoning", "fenrir-chat": "text", "skadi-code": "code"}
@@ -89,21 +89,22 @@ def test_every_metric_is_served_with_its_labels_and_plausible_values(
     store = JsonlStore(settings.beads.jsonl_path)
     seed_issues(store, count=9, dependency_every=0)
     cluster = local_cluster(settings)
-    run_until_idle(CeleryDispatcher(settings, store))
+    client = redis_for(settings)
+
+    def record(report: ReconcileReport) -> None:  # as `ygg loop` records what it closed
+        observe_results(client, report.closed)
+
+    run_until_idle(CeleryDispatcher(settings, store, after_reconcile=record))
 
     seed_issues(store, count=4, dependency_every=0, seed=7)  # ready, never dispatched
     cluster.kill_worker("skadi-code")
     for _ in range(3):
         cluster.app.send_task("yggcelery.noop", queue="skadi-code", priority=1)
-    RedisSpendLedger(redis_for(settings)).add(1.25)
+    RedisSpendLedger(client).add(1.25)
     fleet["surtr-reasoning"].down()
     fenrir = fleet["fenrir-chat"]
     hold_slot(fenrir.url, fenrir.config.model)
-    for _ in range(400):
-        if fenrir.status()["busy_slots"] == 1:
-            break
-        threading.Event().wait(0.05)
-    assert fenrir.status()["busy_slots"] == 1
+    wait_until(lambda: fenrir.status()["busy_slots"] == 1, timeout_s=20, what="fenrir's slot held")
 
     server = served(settings)
     scrape(server)  # the first scrape sets the GPU baseline
@@ -154,8 +155,6 @@ def test_duration_histogram_buckets_are_cumulative(
 ) -> None:
     """Results of 0.5 s, 1 s (on a bound: counted in it), 7 s and 2000 s, written in one pass
     and in another, land in the right cumulative buckets."""
-    from yggcelery.outcomes import BeadResult
-
     settings = make_settings()
     client = redis_for(settings)
     results = [BeadResult(bead="bd-1", task_id="t", kind="code", host="skadi-code", model="m",
@@ -176,9 +175,6 @@ def test_a_pass_of_results_counts_as_each_result_observed_alone(
 ) -> None:
     """A reconcile pass adds its results in one transaction, summed per field: the stored
     histogram is the same as observing them one by one."""
-    from yggcelery.metrics import DURATION_KEY
-    from yggcelery.outcomes import BeadResult
-
     settings = make_settings()
     client = redis_for(settings)
     base = BeadResult(bead="bd-1", task_id="t", kind="code", host="skadi-code", model="m",

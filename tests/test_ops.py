@@ -17,7 +17,7 @@ import click
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the test extra
 
-from yggcelery.cli import cli
+from yggcelery.cli.main import cli
 from yggcelery.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ EXAMPLE_TOML = OPS / "ygg.toml.example"
 #: The seed fleet: host queue -> GPU slots.
 FLEET = {"surtr-reasoning": 2, "fenrir-chat": 3, "skadi-code": 2}
 
-#: Every metric the dispatcher serves (yggcelery.metrics), plus Prometheus's own `up`.
+#: Every metric the dispatcher serves (yggcelery.exporter.collector), plus Prometheus's own `up`.
 KNOWN_METRICS = {
     "ygg_queue_depth",
     "ygg_slots_busy",

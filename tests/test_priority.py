@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from yggcelery.celery_app import make_app
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.routing import broker_priority, task_id
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
-from yggcelery.work import WorkOrder
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.work.perform import WorkOrder
 
 HOST = "skadi-code"
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from yggcelery.beads import JsonlStore
-from yggcelery.testing.faults import audit, requests_by_bead
-from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import audit, requests_by_bead
+from yggcelery.testing.seed import seed_issues
 
 
 def start_loop(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 
 from yggcelery.beads import JsonlStore
-from yggcelery.breaker import CircuitBreaker, CircuitState, RedisBreakerState
-from yggcelery.testing.faults import DispatcherThread, audit, wait_until
-from yggcelery.testing.cluster import LocalCluster
+from yggcelery.connections import redis_for
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.ledger import redis_for
+from yggcelery.llm.breaker import CircuitBreaker, CircuitState, RedisBreakerState
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, wait_until
 
 HOST = "skadi-code"
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from yggcelery.beads import JsonlStore
-from yggcelery.testing.faults import DispatcherThread, PoisonWatcher, audit, requests_by_bead
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, PoisonWatcher, audit, requests_by_bead
+from yggcelery.testing.seed import seed_issues
 
 HOST = "skadi-code"
 

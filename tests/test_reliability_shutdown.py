@@ -13,14 +13,14 @@ from pathlib import Path
 
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import make_app
-from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import EntryState, Ledger
 from yggcelery.reconcile import broker_task_ids, result_metas
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
+from yggcelery.testing.seed import seed_issues
 
 HOST = "skadi-code"
 

@@ -20,6 +20,10 @@ from pathlib import Path
 import pytest
 
 from yggcelery.beads import JsonlStore
+from yggcelery.dispatch.celery import CeleryDispatcher
+from yggcelery.settings import Settings
+from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.testing.faults import (
     DispatcherThread,
     audit,
@@ -28,10 +32,6 @@ from yggcelery.testing.faults import (
     summary,
     wait_until,
 )
-from yggcelery.testing.cluster import LocalCluster
-from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.settings import Settings
-from yggcelery.sim import SimFleet
 
 log = logging.getLogger(__name__)
 HOST = "skadi-code"

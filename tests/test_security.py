@@ -18,13 +18,13 @@ from kombu import Connection, Exchange
 
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import celery_config
-from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.testing.redis import RedisServer
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings, load_settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
+from yggcelery.testing.redis import RedisServer
+from yggcelery.testing.seed import seed_issues
 
 HOST = "skadi-code"
 #: Fake secrets the test looks for everywhere.

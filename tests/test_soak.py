@@ -20,12 +20,18 @@ from pathlib import Path
 import pytest
 
 from yggcelery.beads import JsonlStore
-from yggcelery.testing.faults import DispatcherThread, audit, recovery_times, requests_by_bead, running_pids
-from yggcelery.testing.cluster import LocalCluster
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.testing.seed import seed_issues
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.faults import (
+    DispatcherThread,
+    audit,
+    recovery_times,
+    requests_by_bead,
+    running_pids,
+)
+from yggcelery.testing.seed import seed_issues
 
 ISSUES = 2_000
 

@@ -10,9 +10,9 @@ import pytest
 from celery import states
 
 from yggcelery.celery_app import make_app
-from yggcelery.testing.redis import RedisServer
+from yggcelery.dispatch.wakeup import ResultWakeup
 from yggcelery.settings import load_settings
-from yggcelery.wakeup import ResultWakeup
+from yggcelery.testing.redis import RedisServer
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """``python -m yggcelery`` is ``ygg``."""
 
-from yggcelery.cli import main
+from yggcelery.cli.main import main
 
 main()

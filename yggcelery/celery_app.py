@@ -27,22 +27,24 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from yggcelery.routing import PRIORITIES, broker_priority
+from yggcelery.heartbeat import HeartbeatStep
+from yggcelery.priority import PRIORITIES, UNPRIORITISED
+from yggcelery.routing import broker_priority, queue_names
 from yggcelery.settings import Settings, load_settings
-
-#: Queue of the cloud fallback's worker (``ygg worker cloud``), and its concurrency.
-CLOUD_QUEUE = "ygg-cloud"
-CLOUD_SLOTS = 4
-#: The Beads priority an unprioritised task is treated as (Beads' own default).
-UNPRIORITISED = 2
+from yggcelery.tasks import register_tasks
 
 
-def queue_names(settings: Settings) -> list[str]:
-    """Every queue the cluster uses: one per host, the control queue, the cloud queue if any."""
-    names = [*settings.hosts, settings.control_queue]
-    if settings.cloud.enabled:
-        names.append(CLOUD_QUEUE)
-    return names
+class YggCelery(Celery):
+    """The Celery app, carrying the typed ygg settings it was made from (:attr:`ygg`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("yggcelery", set_as_current=False)
+        self.ygg = settings
+        self.config_from_object(celery_config(settings))
+        self.steps["worker"].add(HeartbeatStep)
+
+    def __repr__(self) -> str:
+        return f"<YggCelery {self.ygg!r}>"
 
 
 def _queues(settings: Settings) -> list[Queue]:
@@ -71,7 +73,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker blip must not throw away minutes of GPU work: running tasks go on, their
+        # results are stored once Redis is back (see RELIABILITY.md, "Broker blips").
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_soft_time_limit": timeouts.task_soft_s,
         "task_time_limit": timeouts.task_hard_s,
         "task_track_started": True,
@@ -103,29 +107,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
         }
-        config["result_backend_transport_options"] = {"retry_policy": {"timeout": 5.0}}
+        # Storing a result survives a Redis restart of up to a minute (then the attempt is lost
+        # and reconcile requeues it); an answer already paid for in GPU time is not thrown away.
+        config["result_backend_transport_options"] = {
+            "retry_policy": {
+                "max_retries": 60,
+                "interval_start": 0.5,
+                "interval_step": 0.5,
+                "interval_max": 1.0,
+                "timeout": 60.0,
+            }
+        }
         config["redis_backend_health_check_interval"] = 10
+        # Every result store (the existing-state read included) retries through a restart:
+        # 30 tries with capped exponential backoff, about a minute; then the task fails and
+        # reconcile treats the attempt as lost.
+        config["result_backend_always_retry"] = True
+        config["result_backend_max_retries"] = 30
+        config["result_backend_base_sleep_between_retries_ms"] = 250
+        config["result_backend_max_sleep_between_retries_ms"] = 2000
     return config
 
 
-def make_app(settings: Settings) -> Celery:
+def make_app(settings: Settings) -> YggCelery:
     """A configured Celery app for ``settings``, with the yggcelery tasks registered."""
-    app = Celery("yggcelery", set_as_current=False)
-    app.config_from_object(celery_config(settings))
-    app.ygg_settings = settings  # type: ignore[attr-defined]
-    from yggcelery.tasks import register_tasks
-
+    app = YggCelery(settings)
     register_tasks(app)
     return app
 
 
 @cache
-def default_app() -> Celery:
+def default_app() -> YggCelery:
     """The app for ``celery -A yggcelery``: settings from ``YGG_*`` env and ``ygg.toml``."""
     return make_app(load_settings())
-
-
-def settings_of(app: Celery) -> Settings:
-    """The ygg settings an app was made from."""
-    settings: Settings = app.ygg_settings  # type: ignore[attr-defined]
-    return settings

@@ -10,6 +10,7 @@ caller decides what to do with ``isinstance`` and never by parsing messages::
     └── PermanentError                     block the bead
     YggError
     ├── ConfigError (permanent)            bad ygg.toml, env, route or broker URL
+    │   └── AddressInUse                   a port ygg serves on (Flower, /metrics) is taken
     ├── BeadsError
     │   ├── BeadsFormatError (permanent)   a malformed line in a Beads file
     │   ├── IssueNotFound (permanent)
@@ -62,6 +63,18 @@ class PermanentError(YggError):
 
 class ConfigError(PermanentError):
     """Raised when settings, a route, or a broker URL are invalid (at start-up)."""
+
+
+class AddressInUse(ConfigError):
+    """Raised when a server of ygg cannot listen because another process holds its port."""
+
+    def __init__(self, what: str, address: str, port: int, *, setting: str) -> None:
+        self.address = address
+        self.port = port
+        super().__init__(
+            f"{what}: cannot listen on {address}:{port}, the address is already in use; stop"
+            f" the process that holds it, or set {setting}"
+        )
 
 
 class BeadsError(YggError):

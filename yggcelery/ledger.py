@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
-from functools import cache
 from typing import NamedTuple
 
 import redis
 
+from yggcelery.connections import redis_for
 from yggcelery.routing import task_id, task_id_prefix
 from yggcelery.settings import Settings
 
@@ -33,6 +33,8 @@ ATTEMPTS_KEY = "ygg:attempts"
 DELIVERIES_KEY = "ygg:deliveries:{task_id}:{retries}"
 #: How long a delivery count is kept: far longer than any attempt lives.
 DELIVERIES_TTL_S = 7 * 24 * 3600
+#: Which worker runs a task now (``<hostname>\t<started at>``), while it runs.
+RUNNING_KEY = "ygg:running:{task_id}"
 
 # KEYS: ledger hash, attempts hash. ARGV: bead; the attempt of the entry the caller saw ('0':
 # none); the new entry's JSON; its task id without the attempt number. The ledger must still
@@ -93,17 +95,6 @@ class Entry:
 
     def moved(self, state: EntryState, *, now: float | None = None) -> Entry:
         return replace(self, state=state, since=time.time() if now is None else now)
-
-
-@cache
-def redis_client(url: str) -> redis.Redis:
-    """One Redis client (and connection pool) per process and URL."""
-    return redis.Redis.from_url(url, health_check_interval=10, socket_timeout=10)
-
-
-def redis_for(settings: Settings) -> redis.Redis:
-    """The Redis client of the result backend (one per process and URL)."""
-    return redis_client(settings.result_backend)
 
 
 class Delivery(NamedTuple):
@@ -174,6 +165,23 @@ class Ledger:
         if not attempt:
             return None
         return replace(entry, attempt=int(attempt), task_id=task_id(entry.bead, int(attempt)))
+
+    def running_on(self, task: str) -> tuple[str, float] | None:
+        """(worker hostname, start time) of ``task`` while a worker runs it, else None."""
+        raw = self.client.get(RUNNING_KEY.format(task_id=task))
+        if not raw:
+            return None
+        hostname, _, since = raw.decode().partition("\t")
+        return hostname, float(since)
+
+    def started(self, task: str, hostname: str, *, ttl_s: float) -> None:
+        """Record that ``hostname`` runs ``task`` now (kept ``ttl_s`` at most)."""
+        self.client.set(RUNNING_KEY.format(task_id=task), f"{hostname}\t{time.time()}",
+                        px=int(ttl_s * 1000))  # fmt: skip
+
+    def finished(self, task: str) -> None:
+        """``task`` no longer runs (its outcome is stored, or it gave up)."""
+        self.client.delete(RUNNING_KEY.format(task_id=task))
 
     def delivered(
         self, bead: str, task: str, retries: int, *, ttl_s: int = DELIVERIES_TTL_S

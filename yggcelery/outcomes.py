@@ -36,6 +36,8 @@ class BeadResult:
     via_cloud: bool = False
     cost_usd: float = 0.0
     prompt_truncated: bool = False
+    #: Where and how much the prompt was cut (``yggcelery.work.prompt``), or "".
+    prompt_cut: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,7 +51,9 @@ class BeadResult:
     def comment(self) -> str:
         """The result comment: the model's answer, then one footer line of provenance."""
         via = f" via cloud (${self.cost_usd:.4f})" if self.via_cloud else ""
-        cut = " · prompt truncated to fit the model's context" if self.prompt_truncated else ""
+        cut = f" · {self.prompt_cut}" if self.prompt_cut else ""
+        if self.prompt_truncated and not cut:  # a result from a worker of an older version
+            cut = " · prompt truncated to fit the model's context"
         return (
             f"{self.text.strip()}\n\n---\n"
             f"ygg: {self.kind} task on {self.host}{via} · {self.model} · "

@@ -33,11 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery, states
 
-from yggcelery import broker, errors
+from yggcelery import queues
+from yggcelery.cancel import request_cancel
+from yggcelery.heartbeat import is_dead, read_beats, worker_of
 from yggcelery.ledger import Entry, EntryState, Ledger
-from yggcelery.metrics import observe_results
 from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
+from yggcelery.routing import queue_names
 from yggcelery.settings import Settings
+from yggcelery.work.fate import Failure, Fate, fate
 
 if TYPE_CHECKING:
     from yggcelery.beads import BeadsStore, Issue
@@ -48,8 +51,6 @@ log = logging.getLogger(__name__)
 CLAIM_GRACE_S = 30.0
 #: Expiry of the reconcile lock, in seconds (see :meth:`Reconciler.run_once`).
 RECONCILE_LOCK_S = 20.0
-#: Celery's own exceptions that mean "try again later" rather than "this bead is broken".
-_TRANSIENT_CELERY = {"SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"}
 
 
 class Action(StrEnum):
@@ -75,6 +76,8 @@ class ReconcileReport:
 
     actions: Counter[str] = field(default_factory=Counter)
     skipped: bool = False
+    #: The results this pass wrote into Beads (for the duration metrics and estimates).
+    closed: list[BeadResult] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return dict(self.actions)
@@ -82,22 +85,6 @@ class ReconcileReport:
     def __repr__(self) -> str:
         done = " ".join(f"{k}={v}" for k, v in sorted(self.actions.items()) if k != "wait")
         return f"<ReconcileReport {done or 'nothing'}{' skipped' if self.skipped else ''}>"
-
-
-def is_transient(failure: dict[str, Any]) -> bool:
-    """Whether a stored Celery failure (``exc_type``/``exc_module``) is worth another attempt."""
-    name = str(failure.get("exc_type", ""))
-    if name in _TRANSIENT_CELERY:
-        return True
-    cls = getattr(errors, name, None)
-    return isinstance(cls, type) and issubclass(cls, errors.TransientError)
-
-
-def failure_text(failure: dict[str, Any]) -> str:
-    message = failure.get("exc_message", "")
-    if isinstance(message, list | tuple):
-        message = " ".join(str(part) for part in message)
-    return f"{failure.get('exc_type', 'error')}: {message}".strip()
 
 
 def decide(
@@ -108,8 +95,13 @@ def decide(
     in_broker: bool | None,
     now: float,
     settings: Settings,
+    worker_dead: bool = False,
 ) -> Decision:
-    """The one place where a dispatch attempt's fate is decided (pure: no I/O)."""
+    """The one place where a dispatch attempt's fate is decided (pure: no I/O).
+
+    ``worker_dead``: the worker that started the attempt stopped beating
+    (:func:`yggcelery.heartbeat.is_dead`).
+    """
     status = (meta or {}).get("status", states.PENDING)
     if issue is None:
         return Decision(Action.REVOKE, "issue no longer in Beads")
@@ -125,23 +117,22 @@ def decide(
     if not ours:
         return Decision(Action.REVOKE, f"issue is {issue.status} (changed by a person)")
     if status == states.FAILURE:
-        failure = (meta or {}).get("result") or {}
-        text = failure_text(failure)
-        if not is_transient(failure):
-            return Decision(Action.BLOCK, text)
-        return _requeue_or_block(entry, settings, f"attempt {entry.attempt} failed: {text}")
+        return _after(Failure.stored((meta or {}).get("result") or {}), entry, settings)
+    if status == states.STARTED and worker_dead:
+        worker = worker_of(meta) or "its worker"
+        reason = f"task {entry.task_id}: {worker} stopped beating (worker lost)"
+        return _after(Failure("WorkerLost", reason, transient=True), entry, settings)
     if status == states.REVOKED and in_broker is not True:
         # We revoke only after forgetting the entry, so this one was revoked by its worker:
         # Celery cancels running acks_late tasks when the broker connection drops, and with
         # Redis down the message is then acked instead of restored. Nothing will run it again.
         reason = f"task {entry.task_id} cancelled by its worker (broker connection lost)"
-        return _requeue_or_block(entry, settings, reason)
+        return _after(Failure("WorkerLost", reason, transient=True), entry, settings)
     age_s = now - entry.since
     lost = in_broker is False and status in (states.PENDING, states.STARTED)
     if (lost or in_broker is None) and age_s > settings.timeouts.lost_after_s:
-        return _requeue_or_block(
-            entry, settings, f"task {entry.task_id} lost (no message, no result for {age_s:.0f}s)"
-        )
+        reason = f"task {entry.task_id} lost (no message, no result for {age_s:.0f}s)"
+        return _after(Failure("WorkerLost", reason, transient=True), entry, settings)
     return Decision(Action.WAIT)
 
 
@@ -162,10 +153,12 @@ def needs_broker(
     return status not in states.READY_STATES and now - entry.since > settings.timeouts.lost_after_s
 
 
-def _requeue_or_block(entry: Entry, settings: Settings, reason: str) -> Decision:
-    if entry.failures + 1 >= settings.retry.max_attempts:
-        return Decision(Action.BLOCK, f"{reason}; gave up after {entry.failures + 1} attempts")
-    return Decision(Action.REQUEUE, reason)
+def _after(failure: Failure, entry: Entry, settings: Settings) -> Decision:
+    """The attempt is over with ``failure``: requeue or block, as :func:`fate` says (the same
+    decision the asyncio and legacy dispatchers take in process)."""
+    verdict = fate(failure, try_no=None, failed_attempts=entry.failures, retry=settings.retry)
+    action = Action.REQUEUE if verdict.fate is Fate.REQUEUE else Action.BLOCK
+    return Decision(action, verdict.reason)
 
 
 def broker_task_ids(
@@ -175,9 +168,7 @@ def broker_task_ids(
 
     On RabbitMQ lost work is therefore found by age alone (``timeouts.lost_after_s``).
     """
-    from yggcelery.celery_app import queue_names
-
-    return broker.task_ids(app, settings, queue_names(settings), include_unacked=include_unacked)
+    return queues.task_ids(app, settings, queue_names(settings), include_unacked=include_unacked)
 
 
 def result_metas(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -227,6 +218,7 @@ class Reconciler:
             asks = any(needs_broker(e, metas.get(e.task_id), now=now, settings=self.settings)
                        for e in sent)  # fmt: skip
             in_broker = broker_task_ids(self.app, self.settings) if asks else set()
+            dead = self._dead_workers(sent, metas)
             changes = _Changes()
             with self.store.batch():  # one rewrite of the Beads file for the whole pass
                 issues = {issue.id: issue for issue in self.store.list_issues()}
@@ -234,16 +226,27 @@ class Reconciler:
                     seen = None if in_broker is None else entry.task_id in in_broker
                     meta = metas.get(entry.task_id)
                     decision = decide(entry, issues.get(entry.bead), meta, in_broker=seen,
-                                      now=now, settings=self.settings)  # fmt: skip
+                                      now=now, settings=self.settings,
+                                      worker_dead=entry.task_id in dead)  # fmt: skip
                     self._apply(entry, decision, meta, changes)
                     report.actions[decision.action] += 1
             # Only once Beads holds the outcomes may the ledger let go of them: a pass that dies
             # before this point is simply done again (every Beads write is idempotent).
             self.ledger.update(put=changes.put, forget=changes.forget)
-            observe_results(self.ledger.client, changes.closed)  # ygg_task_duration_seconds
+            report.closed = changes.closed
         if report.counts().keys() - {"wait"}:
             log.info("reconcile: %s", report)
         return report
+
+    def _dead_workers(self, sent: list[Entry], metas: dict[str, dict[str, Any]]) -> set[str]:
+        """Task ids of started attempts whose worker stopped beating (one MGET, only when some
+        attempt is running)."""
+        started = {e.task_id: (e, worker_of(metas.get(e.task_id))) for e in sent
+                   if (metas.get(e.task_id) or {}).get("status") == states.STARTED}  # fmt: skip
+        workers = sorted({w for _, w in started.values() if w})
+        beats = read_beats(self.ledger.client, workers)
+        return {task for task, (entry, worker) in started.items()
+                if worker and is_dead(task, entry.since, beats.get(worker))}  # fmt: skip
 
     def _apply(
         self, entry: Entry, decision: Decision, meta: dict[str, Any] | None, changes: _Changes
@@ -261,6 +264,7 @@ class Reconciler:
             changes.put.append(replace(requeued, failures=entry.failures + 1))
             return
         elif action is Action.REVOKE:
+            request_cancel(self.ledger.client, entry.task_id)  # the worker aborts the model call
             self.app.control.revoke(entry.task_id)
             log.info("Revoked %s for %s: %s", entry.task_id, entry.bead, decision.reason)
         elif action is Action.WAIT:
@@ -268,10 +272,6 @@ class Reconciler:
         changes.forget.append(entry.bead)
 
 
-def run_once(settings: Settings, app: Celery) -> ReconcileReport:
-    """One reconcile pass with the configured store (beat's job and ``ygg reconcile --once``)."""
-    from yggcelery.beads import open_store
-
-    return Reconciler(
-        settings, app, open_store(settings), Ledger.from_settings(settings)
-    ).run_once()
+def run_once(settings: Settings, app: Celery, store: BeadsStore) -> ReconcileReport:
+    """One reconcile pass on ``store`` (beat's job and ``ygg reconcile --once``)."""
+    return Reconciler(settings, app, store, Ledger.from_settings(settings)).run_once()

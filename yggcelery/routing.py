@@ -5,30 +5,61 @@ Nothing here touches a broker or a network, so every decision is testable on its
 - :func:`kind_of` — a ``kind:code`` label wins, then the issue type's mapping, then the default;
 - :func:`candidate_hosts` — the hosts that serve a kind, in configuration order;
 - :func:`pick_host` — the candidate with the most free room, skipping hosts known to be down;
-- :func:`broker_priority` — Beads priority 0..4 to the broker's priority number.
+- :func:`broker_priority` — Beads priority 0..4 to the broker's priority number;
+- :func:`queue_names` — every queue of the cluster;
+- :func:`capacity` and :func:`room` — how much more work each host may take now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from yggcelery.errors import ConfigError
+from yggcelery.priority import PRIORITIES, Priority
 from yggcelery.settings import Settings
 
 if TYPE_CHECKING:
     from yggcelery.beads import Issue
 
-#: Beads priorities, most urgent first. Each is its own broker priority level.
-PRIORITIES = (0, 1, 2, 3, 4)
-#: Where an unprioritised or out-of-range bead goes: the least urgent level, never the most.
-DEFAULT_PRIORITY = 4
+#: Queue of the cloud fallback's worker (``ygg worker cloud``), and its concurrency.
+CLOUD_QUEUE = "ygg-cloud"
+CLOUD_SLOTS = 4
 
 
-def beads_priority(issue: Issue) -> int:
-    """The bead's priority clamped to 0..4 (an out-of-range value is kept in Beads, not here)."""
-    value = issue.priority if isinstance(issue.priority, int) else DEFAULT_PRIORITY
-    return min(max(value, PRIORITIES[0]), PRIORITIES[-1])
+def beads_priority(issue: Issue) -> Priority:
+    """The bead's dispatch priority (:meth:`Priority.of`: out of range is the least urgent)."""
+    return Priority.of(issue.priority)
+
+
+def queue_names(settings: Settings) -> list[str]:
+    """Every queue the cluster uses: one per host, the control queue, the cloud queue if any."""
+    names = [*settings.hosts, settings.control_queue]
+    if settings.cloud.enabled:
+        names.append(CLOUD_QUEUE)
+    return names
+
+
+def capacity(host: str, settings: Settings) -> int:
+    """Tasks ``host`` (or the cloud queue) may have in the broker, queued or running, at once."""
+    if host == CLOUD_QUEUE:
+        return CLOUD_SLOTS
+    return int(settings.hosts[host].slots * settings.dispatch.inflight_per_slot)
+
+
+def room(
+    loads: Mapping[str, Iterable[int]], *, priority: int, settings: Settings
+) -> dict[str, int]:
+    """How many more tasks of ``priority`` each host may take, given the priorities it has in
+    flight (``loads``).
+
+    The cap counts only in-flight work at least as urgent: a p0 is sent even to a host whose
+    queue is full of p3, and the broker then serves it first, at the next free slot.
+    """
+    return {
+        host: capacity(host, settings) - sum(1 for p in load if p <= priority)
+        for host, load in loads.items()
+    }
 
 
 def kind_of(issue: Issue, settings: Settings) -> str:
@@ -77,10 +108,10 @@ def broker_priority(priority: int, broker_kind: str) -> int:
     Redis (kombu's priority_steps 0..4, level 0 consumed first) takes it as is; RabbitMQ's
     ``x-max-priority`` queues serve the *highest* number first, so it is inverted there.
     """
-    priority = min(max(priority, PRIORITIES[0]), PRIORITIES[-1])
+    level = Priority.of(priority)
     if broker_kind == "amqp":
-        return PRIORITIES[-1] - priority
-    return priority
+        return PRIORITIES[-1] - level
+    return int(level)
 
 
 #: How every task id of a bead's attempt begins (``ygg:<bead>:<attempt>``).

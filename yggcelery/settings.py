@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -36,9 +36,24 @@ from yggcelery.errors import ConfigError
 
 Dialect = Literal["ollama", "openai"]
 SortOrder = Literal["priority", "hybrid", "oldest"]
+#: The model server behind a host; "auto" finds out from its documented endpoints.
+ServerKind = Literal["auto", "ollama", "llamacpp", "vllm", "openai"]
 
 #: The task kinds of the seed fleet; a host may serve any set of kinds, including new ones.
 KINDS = ("reasoning", "text", "code")
+#: The fastest a host may run an overflow kind, relative to that kind's own hosts.
+MAX_SPEED = 10.0
+
+
+class _KeyedError(ValueError):
+    """Raised by a validator about a key below the one pydantic reports (``hosts.x.overflow.y``).
+
+    :func:`_explain` names ``key`` instead of the section, so the message points at the line.
+    """
+
+    def __init__(self, key: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Strict(BaseModel):
@@ -55,9 +70,16 @@ class HostSettings(_Strict):
     model: str
     slots: int = Field(ge=1, le=64, description="requests the GPU decodes at once (VRAM-bound)")
     kinds: tuple[str, ...] = Field(min_length=1)
+    #: Kinds this host may also run, kind → speed relative to that kind's own hosts. Work goes
+    #: here only when it finishes sooner than on its own hosts; empty (the default) pins the host.
+    overflow: dict[str, float] = Field(default_factory=dict)
+    #: A different model for some of its kinds (``{code = "qwen2.5-coder:7b"}``); others: ``model``.
+    models: dict[str, str] = Field(default_factory=dict)
     vram_gib: float | None = None
     #: Name of an environment variable holding a bearer token for this server, if it needs one.
     api_key_env: str | None = None
+    #: Which server runs the model (capacity probes read its own endpoints); "auto" detects it.
+    server: ServerKind = "auto"
     #: Largest prompt in characters sent to this model; longer issue text is cut, with a note.
     max_prompt_chars: int = Field(default=24_000, ge=256)
 
@@ -69,10 +91,38 @@ class HostSettings(_Strict):
             raise ValueError(f"not an http(s) URL: {value!r}")
         return value.rstrip("/")
 
+    @field_validator("overflow")
+    @classmethod
+    def _speeds(cls, overflow: dict[str, float]) -> dict[str, float]:
+        for kind, speed in overflow.items():
+            if not 0 < speed <= MAX_SPEED:
+                raise _KeyedError(
+                    (kind,), f"speed {speed:g} is out of range: 0 < speed <= {MAX_SPEED:g}"
+                )
+        return overflow
+
+    @model_validator(mode="after")
+    def _extra_kinds(self) -> HostSettings:
+        for kind in self.overflow:
+            if kind in self.kinds:
+                raise _KeyedError(("overflow", kind), f"{kind!r} is already one of kinds")
+        for kind in self.models:
+            if self.speed_for(kind) is None:
+                raise _KeyedError(("models", kind), f"{kind!r} is in neither kinds nor overflow")
+        return self
+
     @property
     def port(self) -> int:
         parts = urlsplit(self.base_url)
         return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def speed_for(self, kind: str) -> float | None:
+        """Relative speed at ``kind``: 1 for its own kinds, its overflow speed, else None."""
+        return 1.0 if kind in self.kinds else self.overflow.get(kind)
+
+    def model_for(self, kind: str) -> str:
+        """The model that runs ``kind`` here."""
+        return self.models.get(kind, self.model)
 
 
 def _seed_hosts() -> dict[str, HostSettings]:
@@ -130,6 +180,8 @@ class BeadsSettings(_Strict):
     bd_binary: str = "bd"
     actor: str = "ygg"
     sort: SortOrder = "priority"
+    #: bd's readiness rules for a JSONL file: ``current`` bd, or bd ``1.0`` (beads/ready.py).
+    rules: Literal["current", "1.0"] = "current"
 
     @property
     def jsonl_path(self) -> Path:
@@ -149,11 +201,21 @@ class TimeoutSettings(_Strict):
     visibility_s: float = Field(default=1200.0, gt=0)
     #: A claimed issue with no message, no running task and no result this long is lost.
     lost_after_s: float = Field(default=1500.0, gt=0)
+    #: A worker's main process beats this often (the attempts it runs, in Redis)...
+    heartbeat_s: float = Field(default=3.0, gt=0)
+    #: ...and a worker silent this long is dead: its started attempts are requeued at once,
+    #: without waiting for the visibility timeout.
+    worker_dead_s: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeoutSettings:
         if self.task_soft_s > self.task_hard_s:
             raise ValueError("task_soft_s must not exceed task_hard_s")
+        if self.worker_dead_s < 2 * self.heartbeat_s:
+            raise ValueError(
+                f"worker_dead_s ({self.worker_dead_s}) must be at least twice heartbeat_s"
+                f" ({self.heartbeat_s}), or one late beat declares a live worker dead"
+            )
         if self.visibility_s <= self.task_hard_s:
             raise ValueError(
                 f"visibility_s ({self.visibility_s}) must exceed task_hard_s ({self.task_hard_s}),"
@@ -185,6 +247,29 @@ class DispatchSettings(_Strict):
     inflight_per_slot: float = Field(default=2.0, ge=1.0)
     status_every_s: float = Field(default=30.0, gt=0)
     reconcile_every_s: float = Field(default=10.0, gt=0)
+
+
+class SchedulingSettings(_Strict):
+    """Which host finishes a bead first, and in which order ready beads go (``scheduling.py``)."""
+
+    #: Expected seconds of one task of each kind on its own hosts, until durations are measured
+    #: (a bead's ``metadata.ygg.expected_s`` overrides it for that bead).
+    expected_s: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {"reasoning": 20.0, "text": 6.0, "code": 10.0}
+    )
+    #: Expected seconds of a kind missing from ``expected_s``.
+    default_expected_s: float = Field(default=10.0, gt=0)
+    #: Weight of each measured duration in the running estimate per (host, kind) (an EWMA).
+    estimate_weight: float = Field(default=0.2, gt=0, le=1)
+    #: A bead ready this long goes one priority level more urgent per ``aging_s`` waited, never
+    #: above p1 (a real p0 stays the only p0); 0 turns aging off.
+    aging_s: float = Field(default=60.0, ge=0)
+    #: Order within a priority level: Beads' own, or shortest expected service first.
+    order: Literal["beads", "shortest"] = "beads"
+
+    def default_s(self, kind: str) -> float:
+        """Expected seconds of ``kind`` on its own hosts before anything is measured."""
+        return self.expected_s.get(kind, self.default_expected_s)
 
 
 class CloudSettings(_Strict):
@@ -252,6 +337,25 @@ class SimSettings(_Strict):
     #: Simulated seconds per output token while decoding.
     per_token_s: float = Field(default=0.02, ge=0)
     default_output_tokens: int = Field(default=200, ge=1)
+    #: Requests a simulated server really runs at once, per host name, where it is not the
+    #: host's ``slots`` (to try a mismatch: ``parallel = {fenrir-chat = 1}``).
+    parallel: dict[str, int] = Field(default_factory=dict)
+
+
+class CapacitySettings(_Strict):
+    """Reading each host's real capacity from its model server (doctor, tune, live checks)."""
+
+    #: Seconds between two probes of a host's server by the live checks.
+    probe_s: float = Field(default=10.0, gt=0)
+    #: Timeout of one status request (``/props``, ``/metrics``, ``/api/ps``...).
+    timeout_s: float = Field(default=3.0, gt=0)
+    #: Ollama reports no parallelism, so it is measured with this many concurrent short
+    #: requests (0: twice the configured slots, at least 2).
+    measure_requests: int = Field(default=0, ge=0, le=64)
+    #: Tokens each measuring request asks for.
+    measure_tokens: int = Field(default=8, ge=1, le=256)
+    #: Longest wait for the measuring requests, a cold model load included.
+    measure_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -268,15 +372,20 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str = "redis://127.0.0.1:6379/1"
+    #: With ``sentinel://`` URLs: the name the Sentinels monitor the primary under
+    #: (``sentinel monitor <name> ...``); kombu and Celery call it ``master_name``.
+    sentinel_master: str = "mymaster"
     #: Queue for beat's reconcile job; a worker must consume it (``ygg worker`` adds it).
     control_queue: str = "ygg-control"
     beads: BeadsSettings = Field(default_factory=BeadsSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
     #: The dispatcher's Prometheus endpoint; port 0 turns it off. The address is loopback by
     #: default (the series name hosts and queues); a container publishing it needs 0.0.0.0.
     metrics_address: str = "127.0.0.1"
@@ -286,7 +395,9 @@ class Settings(BaseSettings):
     @classmethod
     def _broker(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
-        if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "unix"):
+        if scheme not in (
+            "redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory", "unix"
+        ):  # fmt: skip
             raise ValueError(f"unsupported URL scheme {scheme!r} in {value!r}")
         return value
 
@@ -308,10 +419,24 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _extra_kinds_are_served(self) -> Settings:
+        """Overflow kinds and expected times name kinds some host serves as one of its kinds."""
+        served = {kind for host in self.hosts.values() for kind in host.kinds}
+        for name, host in self.hosts.items():
+            for kind in host.overflow:
+                if kind not in served:
+                    raise _KeyedError(("hosts", name, "overflow", kind), _unserved(kind, served))
+        if "expected_s" in self.scheduling.model_fields_set:
+            for kind in self.scheduling.expected_s:
+                if kind not in served:
+                    raise _KeyedError(("scheduling", "expected_s", kind), _unserved(kind, served))
+        return self
+
     @property
     def broker_kind(self) -> Literal["redis", "amqp", "memory"]:
         scheme = urlsplit(self.broker_url).scheme
-        if scheme.startswith("redis") or scheme == "unix":
+        if scheme.startswith("redis") or scheme in ("sentinel", "unix"):
             return "redis"
         return "memory" if scheme == "memory" else "amqp"
 
@@ -338,9 +463,19 @@ class Settings(BaseSettings):
         """Hosts that serve ``kind``, in configuration order."""
         return [name for name, host in self.hosts.items() if kind in host.kinds]
 
+    def speeds_for(self, kind: str) -> dict[str, float]:
+        """Hosts able to run ``kind`` → relative speed: its own hosts (1.0), then overflow ones."""
+        own = {name: 1.0 for name in self.hosts_for(kind)}
+        extra = {n: h.overflow[kind] for n, h in self.hosts.items() if kind in h.overflow}
+        return own | extra
+
     def __repr__(self) -> str:
         hosts = ",".join(f"{n}:{h.slots}" for n, h in self.hosts.items())
         return f"<Settings hosts={hosts} broker={_redact(self.broker_url)}>"
+
+
+def _unserved(kind: str, served: set[str]) -> str:
+    return f"no host serves kind {kind!r} (hosts serve: {', '.join(sorted(served))})"
 
 
 def _redact(url: str) -> str:
@@ -401,9 +536,13 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
 def _explain(exc: ValidationError, path: Path | None, data: Mapping[str, Any]) -> str:
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(root)"
-        origin = f"settings file {path}" if path and _has_key(data, error["loc"]) else "settings"
-        problems.append(f"{origin}: {key}: {error['msg']}")
+        loc, msg = error["loc"], error["msg"]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyedError):
+            loc, msg = (*loc, *cause.key), str(cause)
+        key = ".".join(str(part) for part in loc) or "(root)"
+        origin = f"settings file {path}" if path and _has_key(data, loc) else "settings"
+        problems.append(f"{origin}: {key}: {msg}")
     return "; ".join(problems)
 
 

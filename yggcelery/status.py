@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from yggcelery.broker import queued_by_priority
-from yggcelery.dispatch.base import HostStatus, empty_queued
+from yggcelery.dispatch.base import HostStatus
+from yggcelery.priority import Priority
+from yggcelery.queues import queued_by_priority
 from yggcelery.routing import beads_priority
 from yggcelery.settings import Settings
 
@@ -59,9 +60,9 @@ def host_status(
 
 def ready_by_priority(store: BeadsStore, settings: Settings) -> dict[str, int]:
     """Ready issues in Beads, by priority ("p0".."p4")."""
-    counts = empty_queued()
+    counts = Priority.counts()
     for issue in store.ready(sort=settings.beads.sort):
-        counts[f"p{beads_priority(issue)}"] += 1
+        counts[beads_priority(issue).label] += 1
     return counts
 
 

@@ -1,91 +1,177 @@
 """The Celery tasks: thin adapters that decode arguments and call plain functions.
 
-- ``yggcelery.run_bead`` — on a host's worker: :func:`yggcelery.work.perform`, with retries
-  (exponential backoff) on transient errors, the cloud fallback after the last retry, and a cap on
-  deliveries so a task that kills its worker every time ends ``blocked`` instead of looping.
-- ``yggcelery.reconcile`` — beat's job, on the control worker: :func:`yggcelery.reconcile.run_once`.
+- ``yggcelery.run_bead``, on a host's worker: the delivery check (a stale message is skipped, a
+  task that killed its worker ``max_deliveries`` times ends ``blocked``), then
+  :func:`yggcelery.work.perform.perform`, the work path every dispatcher shares.
+- ``yggcelery.reconcile``, beat's job on the control worker:
+  :func:`yggcelery.reconcile.run_once`, and the durations of what it closed into the metrics.
+
+A pool process builds its :class:`WorkerProcess` (model client, breaker, cloud budget, ledger)
+once, when it starts, for the app its worker serves: the first bead after a start does not pay
+for it on a waiting GPU slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Celery, Task
+from celery import Celery, Task, states
 from celery.exceptions import Ignore
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
-from yggcelery.errors import CircuitOpen, TaskCrashed, TransientError
-from yggcelery.llm import backoff_s
-from yggcelery.work import WorkOrder, perform, perform_on_cloud, worker_context
+from yggcelery.beads import open_store
+from yggcelery.cancel import AttemptCancelled, is_cancelled, watch_cancel
+from yggcelery.connections import redis_for
+from yggcelery.errors import TaskCrashed
+from yggcelery.exporter.durations import observe_results
+from yggcelery.heartbeat import is_dead, read_beats
+from yggcelery.ledger import Ledger
+from yggcelery.outcomes import BeadResult
+from yggcelery.reconcile import run_once
+from yggcelery.settings import Settings
+from yggcelery.work.order import WorkOrder
+from yggcelery.work.perform import aperform
+from yggcelery.work.resources import AsyncResources, worker_resources
 
 log = logging.getLogger(__name__)
 
 
-def register_tasks(app: Celery) -> None:
-    """Register yggcelery's tasks on ``app`` (one explicit app, no shared_task)."""
-    from yggcelery.celery_app import CLOUD_QUEUE, settings_of
+@dataclass(frozen=True)
+class WorkerProcess:
+    """A worker process's long-lived helpers, built once per process and settings: its event
+    loop, and on it the model client, the breaker and the cloud budget; the ledger."""
 
-    settings = settings_of(app)
+    loop: asyncio.AbstractEventLoop
+    resources: AsyncResources
+    ledger: Ledger
 
-    @worker_process_init.connect(weak=False)
-    def _warm_up(**_: Any) -> None:
-        """Build the pool process's client, breaker and ledger, and connect to the ledger and
-        the result backend, before its first task: the first bead after a start or a restart
-        does not pay for them on a waiting GPU slot. A Redis that is down now is the first
-        task's problem, not the pool's."""
-        ctx = worker_context(settings)
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerProcess:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # the async client binds to it
+        return cls(loop, worker_resources(settings), Ledger(redis_for(settings)))
+
+    def perform(self, order: WorkOrder) -> BeadResult:
+        """The work path for ``order``, given up (:class:`AttemptCancelled`) as soon as its
+        attempt is flagged cancelled (:mod:`yggcelery.cancel`)."""
+        cancelled = lambda: is_cancelled(self.ledger.client, order.task_id)  # noqa: E731
+        return self.loop.run_until_complete(
+            watch_cancel(aperform(order, self.resources), cancelled)
+        )
+
+    def warm_up(self, app: Celery) -> None:
+        """Connect to the ledger and the result backend now (a Redis that is down now is the
+        first task's problem, not the pool's)."""
         with suppress(redis.RedisError):
-            ctx.ledger.client.ping()
+            self.ledger.client.ping()
             backend: Any = app.backend  # Redis, as the ledger (the stubs know no client)
             backend.client.ping()
 
-    @app.task(name="yggcelery.run_bead", bind=True, max_retries=None)
-    def run_bead(self: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
-        order = WorkOrder.from_dict(payload)
-        ctx = worker_context(settings)
-        retries = int(self.request.retries or 0)
-        delivery = ctx.ledger.delivered(order.bead_id, order.task_id, retries)
-        if not delivery.current:
-            log.info(
-                "%s: task %s is stale (revoked or superseded); skipped",
-                order.bead_id,
-                order.task_id,
-            )
-            raise Ignore()
-        if delivery.deliveries > settings.retry.max_deliveries:
-            raise TaskCrashed(
-                f"{order.bead_id}: delivered {delivery.deliveries - 1} times and the worker died"
-                " each time; not trying again"
-            )
-        if order.host == CLOUD_QUEUE:
-            return perform_on_cloud(order, ctx).to_dict()
-        try:
-            return perform(order, ctx).to_dict()
-        except TransientError as exc:
-            fallback = ctx.fallback.enabled and (
-                isinstance(exc, CircuitOpen) or retries >= settings.retry.max_retries
-            )
-            if fallback:
-                return perform_on_cloud(order, ctx).to_dict()
-            if retries >= settings.retry.max_retries:
-                raise
-            delay = settings.retry.breaker_cooldown_s if isinstance(exc, CircuitOpen) else None
-            log.info(
-                "%s: %s; retry %d in %.1fs",
-                order.bead_id,
-                exc,
-                retries + 1,
-                delay or backoff_s(retries, settings.retry),
-            )
-            raise self.retry(
-                exc=exc, countdown=delay or backoff_s(retries, settings.retry)
-            ) from exc
 
-    @app.task(name="yggcelery.reconcile", ignore_result=True)
-    def reconcile() -> dict[str, int]:
-        from yggcelery.reconcile import run_once
+_processes: dict[int, WorkerProcess] = {}
+#: The app of the worker this process belongs to (set in the worker's main process, inherited
+#: by the pool processes it forks).
+_served: list[Celery] = []
 
-        return run_once(settings, app).counts()
+
+def process_for(settings: Settings) -> WorkerProcess:
+    """This process's :class:`WorkerProcess` for ``settings`` (built on first use)."""
+    found = _processes.get(id(settings))
+    if found is None:
+        found = _processes[id(settings)] = WorkerProcess.build(settings)
+    return found
+
+
+@worker_init.connect
+def _remember_app(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is not None and isinstance(getattr(app, "ygg", None), Settings):
+        _served[:] = [app]
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    for app in _served:
+        process_for(settings_of(app)).warm_up(app)
+
+
+def settings_of(app: Celery) -> Settings:
+    """The ygg settings of an app :func:`~yggcelery.celery_app.make_app` built."""
+    settings = getattr(app, "ygg", None)
+    if not isinstance(settings, Settings):
+        raise TypeError(f"{app!r} was not made by yggcelery.celery_app.make_app")
+    return settings
+
+
+def run_bead(task: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one work order on this worker's host (the ``yggcelery.run_bead`` task)."""
+    settings = settings_of(task.app)
+    order = WorkOrder.from_dict(payload)
+    process = process_for(settings)
+    hostname = str(task.request.hostname or "")
+    check_delivery(task, order, process.ledger, settings)
+    process.ledger.started(order.task_id, hostname, ttl_s=settings.timeouts.task_hard_s + 60)
+    try:
+        return process.perform(order).to_dict()
+    except AttemptCancelled:
+        log.info("%s: attempt %s cancelled (the bead was changed by a person); slot freed",
+                 order.bead_id, order.task_id)  # fmt: skip
+        raise Ignore() from None
+    finally:
+        with suppress(redis.RedisError):  # Redis away: the marker expires by itself
+            process.ledger.finished(order.task_id)
+
+
+def check_delivery(
+    task: Task[Any, Any], order: WorkOrder, ledger: Ledger, settings: Settings
+) -> None:
+    """Skip a stale or duplicate message (:class:`Ignore`); fail a task redelivered after its
+    worker died ``max_deliveries`` times (:class:`TaskCrashed`, permanent: the bead is blocked)."""
+    retries = int(task.request.retries or 0)
+    delivery = ledger.delivered(order.bead_id, order.task_id, retries)
+    if not delivery.current:
+        log.info("%s: task %s is stale (revoked or superseded); skipped",
+                 order.bead_id, order.task_id)  # fmt: skip
+        raise Ignore()
+    if delivery.deliveries > 1 and _answered_or_running(task, order, ledger):
+        log.info("%s: task %s already answered or running on a live worker; duplicate delivery"
+                 " skipped", order.bead_id, order.task_id)  # fmt: skip
+        raise Ignore()
+    if delivery.deliveries > settings.retry.max_deliveries:
+        raise TaskCrashed(
+            f"{order.bead_id}: delivered {delivery.deliveries - 1} times and the worker died"
+            " each time; not trying again"
+        )
+
+
+def _answered_or_running(task: Task[Any, Any], order: WorkOrder, ledger: Ledger) -> bool:
+    """Whether an earlier delivery of this task stored its result already, or still runs on a
+    worker that beats. kombu puts a running task's message back in the queue when the broker
+    connection drops; the answer on its way, or stored meanwhile, must not be asked for twice."""
+    if task.AsyncResult(order.task_id).state in states.READY_STATES:
+        return True
+    running = ledger.running_on(order.task_id)
+    if running is None:
+        return False
+    hostname, since = running
+    beat = read_beats(ledger.client, [hostname]).get(hostname)
+    return not is_dead(order.task_id, since, beat)
+
+
+def reconcile(task: Task[Any, Any]) -> dict[str, int]:
+    """One reconcile pass (the ``yggcelery.reconcile`` task, beat's job)."""
+    settings = settings_of(task.app)
+    report = run_once(settings, task.app, open_store(settings))
+    observe_results(redis_for(settings), report.closed)
+    return report.counts()
+
+
+def register_tasks(app: Celery) -> None:
+    """Register yggcelery's tasks on ``app`` (one explicit app, no shared_task)."""
+    app.task(name="yggcelery.run_bead", bind=True, max_retries=0)(run_bead)
+    app.task(name="yggcelery.reconcile", bind=True, ignore_result=True)(reconcile)

@@ -26,8 +26,8 @@ from yggcelery.beads import JsonlStore
 from yggcelery.bench.processes import DispatcherProcess, SimProcess
 from yggcelery.bench.runner import RunOptions, cluster, feed, run_settings
 from yggcelery.bench.scenarios import BenchTask, Scenario
-from yggcelery.testing.redis import RedisServer
 from yggcelery.settings import Settings
+from yggcelery.testing.redis import RedisServer
 
 log = logging.getLogger(__name__)
 

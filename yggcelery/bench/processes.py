@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from yggcelery.testing.redis import wait_for_port
 from yggcelery.settings import Settings, to_env
+from yggcelery.testing.redis import wait_for_port
 
 log = logging.getLogger(__name__)
 

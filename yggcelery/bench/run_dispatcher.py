@@ -17,7 +17,7 @@ import sys
 import time
 
 from yggcelery.beads import open_store
-from yggcelery.dispatch import make_dispatcher
+from yggcelery.dispatch.choose import make_dispatcher
 from yggcelery.settings import load_settings
 
 

@@ -23,8 +23,8 @@ from yggcelery.bench import metrics
 from yggcelery.bench.bound import HostSlots, bound_s
 from yggcelery.bench.processes import DispatcherProcess, SimProcess, Usage
 from yggcelery.bench.scenarios import BenchTask, Scenario
-from yggcelery.testing.redis import RedisServer, free_port
 from yggcelery.settings import BeadsSettings, CloudSettings, Settings
+from yggcelery.testing.redis import RedisServer, free_port
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from yggcelery.beads import Issue, JsonlStore
-from yggcelery.broker import queued_by_priority
-from yggcelery.testing.cluster import LocalCluster
+from yggcelery.celery_app import make_app
 from yggcelery.demo.view import (
     HostLine,
     HostSummary,
@@ -39,10 +38,12 @@ from yggcelery.demo.view import (
     waits_by_host,
 )
 from yggcelery.errors import YggError
+from yggcelery.queues import queued_by_priority
+from yggcelery.settings import HostSettings, Settings, load_settings, to_env
+from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
 from yggcelery.testing.redis import RedisServer, free_port, wait_for_port
 from yggcelery.testing.seed import seed_issues
-from yggcelery.settings import Settings, load_settings
-from yggcelery.sim import SimFleet
 
 _FINISHED = ("closed", "blocked")
 
@@ -62,6 +63,25 @@ class DemoOptions:
     keep: bool = False
     timeout_s: float = 900.0
     config: Path | None = None
+
+
+class DemoHost(Protocol):
+    """What the demo reads of one model host: a simulated one, or a watched real server."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    def status(self) -> dict[str, Any]: ...
+    def records(self) -> list[dict[str, Any]]: ...
+    def reset(self) -> None: ...
+
+
+class DemoFleet(Protocol):
+    """The demo's model hosts: :class:`SimFleet`, or real llama-servers (``demo.real``)."""
+
+    def __iter__(self) -> Iterator[DemoHost]: ...
+    def host_overrides(self) -> dict[str, HostSettings]: ...
 
 
 def port_free(port: int) -> bool:
@@ -145,18 +165,13 @@ class Demo:
 
     # --- start --------------------------------------------------------------------------------
 
-    def _start(self, stack: ExitStack) -> tuple[Settings, SimFleet]:
+    def _start(self, stack: ExitStack) -> tuple[Settings, DemoFleet]:
         self._fresh_workspace()
         base = load_settings(self.options.config)
         say = functools.partial(self.console.print, soft_wrap=True)
         redis = stack.enter_context(RedisServer())
         say(f"[bold]Redis[/] on 127.0.0.1:{redis.port}")
-        all_free = all(port_free(h.port) for h in base.hosts.values())
-        fleet = SimFleet.from_settings(
-            base, time_scale=self.options.time_scale, free_ports=not all_free
-        )
-        stack.enter_context(fleet)
-        say(f"[bold]Simulated hosts[/]: {', '.join(f'{h.name} {h.url}' for h in fleet)}")
+        fleet = self._fleet(base, stack)
         settings = self._settings(base, redis, fleet)
         cluster = LocalCluster(settings, log_dir=self.log_dir, beat=True)
         stack.callback(cluster.stop)
@@ -172,12 +187,25 @@ class Demo:
             f"  password {self.password}")  # fmt: skip
         return settings, fleet
 
+    def _fleet(self, base: Settings, stack: ExitStack) -> DemoFleet:
+        """The model hosts, started: simulated, on the configured ports when all are free."""
+        all_free = all(port_free(h.port) for h in base.hosts.values())
+        fleet = SimFleet.from_settings(
+            base, time_scale=self.options.time_scale, free_ports=not all_free
+        )
+        stack.enter_context(fleet)
+        self.console.print(
+            f"[bold]Simulated hosts[/]: {', '.join(f'{h.name} {h.url}' for h in fleet)}",
+            soft_wrap=True,
+        )
+        return fleet
+
     def _fresh_workspace(self) -> None:
         for path in (self.beads_dir, self.log_dir):
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir(parents=True)
 
-    def _settings(self, base: Settings, redis: RedisServer, fleet: SimFleet) -> Settings:
+    def _settings(self, base: Settings, redis: RedisServer, fleet: DemoFleet) -> Settings:
         flower = base.flower
         return load_settings(
             self.options.config,
@@ -220,14 +248,12 @@ class Demo:
     # --- run ----------------------------------------------------------------------------------
 
     def _watch(
-        self, settings: Settings, fleet: SimFleet, stack: ExitStack, *, ids: set[str]
+        self, settings: Settings, fleet: DemoFleet, stack: ExitStack, *, ids: set[str]
     ) -> Progress:
         for host in fleet:
             host.reset()
         dispatcher = Child("dispatcher", ["loop"], env=_env(settings), log_dir=self.log_dir)
         stack.callback(dispatcher.stop)
-        from yggcelery.celery_app import make_app
-
         app, store = make_app(settings), JsonlStore(settings.beads.jsonl_path)
         started = time.monotonic()
         progress = self._progress(
@@ -251,7 +277,7 @@ class Demo:
         self,
         *,
         settings: Settings,
-        fleet: SimFleet,
+        fleet: DemoFleet,
         app: Any,
         store: JsonlStore,
         ids: set[str],
@@ -277,7 +303,7 @@ class Demo:
     def _summarise(
         self,
         settings: Settings,
-        fleet: SimFleet,
+        fleet: DemoFleet,
         issues: list[Issue],
         *,
         started: float,
@@ -296,7 +322,7 @@ class Demo:
             hosts.append(HostSummary(host.name, status["slots"], len(served),
                                      status["utilisation"], waits.get(host.name, [])))  # fmt: skip
         say = functools.partial(self.console.print, soft_wrap=True)
-        self.console.print(summary_table(hosts, time_scale=self.options.time_scale))
+        self.console.print(self._summary_table(hosts))
         closed = sum(1 for i in issues if final[i.id].status == "closed")
         blocked = sum(1 for i in issues if final[i.id].status == "blocked")
         say(f"[bold]{closed} of {len(issues)} issues closed[/], {blocked} blocked,"
@@ -308,6 +334,9 @@ class Demo:
             f" {self.password}" + ("" if self.options.keep else "  (stopped with the demo;"
                                    " `ygg demo --keep` keeps it running)"))  # fmt: skip
         say(f"Logs: {self.log_dir}")
+
+    def _summary_table(self, hosts: list[HostSummary]) -> RenderableType:
+        return summary_table(hosts, time_scale=self.options.time_scale)
 
     def _wait_for_interrupt(self) -> None:
         self.console.print(
@@ -328,8 +357,6 @@ def _console() -> Console:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    from yggcelery.settings import to_env
-
     return {**os.environ, **to_env(settings)}
 
 

@@ -38,16 +38,16 @@ from typing import Any, TypeVar
 import httpx
 
 from yggcelery.beads import BeadsStore, Issue
-from yggcelery.breaker import CircuitBreaker, CircuitState, MemoryBreakerState
-from yggcelery.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
 from yggcelery.errors import ClaimConflict, ConfigError, TransientError
-from yggcelery.llm import AsyncLLMClient, acomplete_with_fallback
-from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
-from yggcelery.prompt import build_prompt
+from yggcelery.llm.breaker import CircuitState
+from yggcelery.outcomes import BeadResult, record_success
+from yggcelery.priority import Priority
 from yggcelery.routing import beads_priority, candidate_hosts, kind_of, pick_host
 from yggcelery.settings import Settings
-from yggcelery.work import WorkOrder, result_of
+from yggcelery.work.order import WorkOrder
+from yggcelery.work.perform import aperform
+from yggcelery.work.resources import async_resources
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,10 +69,10 @@ class PrioritySlots:
         return sum(1 for _, _, fut in self._waiters if not fut.done())
 
     def waiting_by_priority(self) -> dict[str, int]:
-        counts = {f"p{p}": 0 for p in range(5)}
+        counts = Priority.counts()
         for priority, _, fut in self._waiters:
             if not fut.done():
-                counts[f"p{min(max(priority, 0), 4)}"] += 1
+                counts[Priority.of(priority).label] += 1
         return counts
 
     @asynccontextmanager
@@ -128,15 +128,8 @@ class AsyncDispatcher(Dispatcher):
         }
         self.drain_s = drain_s
         self.slots = {name: PrioritySlots(host.slots) for name, host in settings.hosts.items()}
-        self.breaker = CircuitBreaker(
-            MemoryBreakerState(),
-            failures=settings.retry.breaker_failures,
-            cooldown_s=settings.retry.breaker_cooldown_s,
-        )
-        self._client = AsyncLLMClient(settings, transport=transport)
-        self._fallback = CloudFallback(
-            settings.cloud, ledger=MemorySpendLedger(), async_client=self._client
-        )
+        self.resources = async_resources(settings, transport=transport)
+        self.breaker = self.resources.breaker
         #: Bead id → its task, until the outcome is written into Beads.
         self._tasks: dict[str, asyncio.Task[BeadResult]] = {}
         #: Bead id → (its work order, claim sequence number), while its task exists.
@@ -199,7 +192,7 @@ class AsyncDispatcher(Dispatcher):
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         else:
-            self._loop.run_until_complete(self._client.aclose())
+            self._loop.run_until_complete(self.resources.client.aclose())
         self._closed = True
         self._loop.close()
 
@@ -310,23 +303,9 @@ class AsyncDispatcher(Dispatcher):
         async with self.slots[order.host].slot(order.priority):
             self._running.add(order.bead_id)
             try:
-                return await self._work(order)
+                return await aperform(order, self.resources)
             finally:
                 self._running.discard(order.bead_id)
-
-    async def _work(self, order: WorkOrder) -> BeadResult:
-        host = self.settings.host(order.host)
-        prompt = build_prompt(order.bead, kind=order.kind, max_chars=host.max_prompt_chars)
-        completion = await acomplete_with_fallback(
-            self._client,
-            self._fallback,
-            order.host,
-            prompt.text,
-            retry=self.settings.retry,
-            breaker=self.breaker,
-            tags=order.tags(),
-        )
-        return result_of(order, completion, truncated=prompt.truncated)
 
     async def _write_back(self, *, hand_back_cancelled: bool = True) -> None:
         """Write the outcome of every finished task into Beads (cancelled ones are handed back)."""
@@ -339,15 +318,15 @@ class AsyncDispatcher(Dispatcher):
                 if bead in self._bumped:
                     self._bumped.discard(bead)
                     note = "made way for more urgent work before it started"
-                    await self._store(hand_back, self.store, bead, note=note, actor=self.actor)
+                    await self._store(self.hand_back, bead, note)
                 elif hand_back_cancelled:
                     note = "dispatcher stopped before the task finished"
-                    await self._store(hand_back, self.store, bead, note=note, actor=self.actor)
+                    await self._store(self.hand_back, bead, note)
             elif (exc := task.exception()) is not None:
-                reason = str(exc) or type(exc).__name__
-                await self._store(record_failure, self.store, bead, reason=reason, actor=self.actor)
+                await self._store(self.record_failure, bead, exc)
             else:
                 await self._store(record_success, self.store, task.result(), actor=self.actor)
+                self.failed_attempts.pop(bead, None)
 
     async def _idle(self) -> bool:
         if self._tasks:
@@ -366,7 +345,7 @@ class AsyncDispatcher(Dispatcher):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._write_back(hand_back_cancelled=hand_back)
-        await self._client.aclose()
+        await self.resources.client.aclose()
 
     # -- plumbing ----------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ import logging
 import signal
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar, TypedDict
 
@@ -21,7 +23,9 @@ import redis
 from kombu.exceptions import OperationalError
 
 from yggcelery.errors import TransientError
+from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
 from yggcelery.settings import Settings
+from yggcelery.work.fate import Failure, Fate, fate
 
 if TYPE_CHECKING:
     from yggcelery.beads import BeadsStore
@@ -44,10 +48,6 @@ class HostStatus(TypedDict):
     online: bool
 
 
-def empty_queued() -> dict[str, int]:
-    return {f"p{p}": 0 for p in range(5)}
-
-
 def format_status(status: dict[str, HostStatus]) -> str:
     """One log line: ``skadi-code 2/2 busy q=p0:1,p3:4 | ...``."""
     parts = []
@@ -68,6 +68,9 @@ class Dispatcher(ABC):
         self.settings = settings
         self.store = store
         self.actor = settings.beads.actor
+        #: Failed attempts per bead, for the dispatchers that run the work in process (the
+        #: Celery path keeps them in its ledger): REQUEUE until ``max_attempts``, then BLOCK.
+        self.failed_attempts: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} in_flight={self.in_flight()}>"
@@ -87,6 +90,32 @@ class Dispatcher(ABC):
     @abstractmethod
     def shutdown(self, *, hand_back: bool = True) -> None:
         """Stop; with ``hand_back``, issues claimed but not started go back to ``open``."""
+
+    def record_outcome(self, bead: str, done: Future[BeadResult]) -> None:
+        """Write a finished in-process attempt into Beads: close it with its result, or decide
+        what its error means with :func:`~yggcelery.work.fate.fate` (as reconcile does)."""
+        exc = done.exception()
+        if exc is None:
+            record_success(self.store, done.result(), actor=self.actor)
+            self.failed_attempts.pop(bead, None)
+            return
+        log.debug("%s failed", bead, exc_info=exc)
+        self.record_failure(bead, exc)
+
+    def record_failure(self, bead: str, exc: BaseException) -> None:
+        """Requeue or block ``bead`` after its attempt ended with ``exc``."""
+        verdict = fate(Failure.of(exc), try_no=None, failed_attempts=self.failed_attempts[bead],
+                       retry=self.settings.retry)  # fmt: skip
+        if verdict.fate is Fate.REQUEUE:
+            self.failed_attempts[bead] += 1
+            self.hand_back(bead, verdict.reason)
+        else:
+            self.failed_attempts.pop(bead, None)
+            record_failure(self.store, bead, reason=verdict.reason, actor=self.actor)
+
+    def hand_back(self, bead: str, note: str) -> None:
+        """Give a claimed issue back to ``open`` with ``note``."""
+        hand_back(self.store, bead, note=note, actor=self.actor)
 
     def prepare(self) -> None:  # noqa: B027 (an optional hook: most dispatchers need nothing)
         """Open connections and load what the first poll needs, so that the first poll after a

@@ -6,7 +6,7 @@ per host sit in the broker (``inflight_per_slot`` × slots); the backlog stays i
 is never behind a long broker queue and routing always uses fresh information.
 
 Between polls the loop naps ``poll_s``, or less: a task storing its result wakes it
-(:mod:`yggcelery.wakeup`).
+(:mod:`yggcelery.dispatch.wakeup`).
 
 Sending one bead is: claim the bead's next attempt in the ledger (a compare-and-set, atomic
 across dispatchers), claim the issue in Beads, record the attempt as sent, publish with a
@@ -19,30 +19,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from yggcelery.broker import queued_by_priority
-from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS, make_app
+from yggcelery.celery_app import make_app
 from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
+from yggcelery.dispatch.wakeup import ResultWakeup
 from yggcelery.errors import ClaimConflict
-from yggcelery.health import HostHealth
 from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.llm.health import HostHealth
 from yggcelery.outcomes import hand_back
-from yggcelery.reconcile import Reconciler, broker_task_ids
+from yggcelery.priority import PRIORITIES
+from yggcelery.queues import queued_by_priority
+from yggcelery.reconcile import Reconciler, ReconcileReport, broker_task_ids
 from yggcelery.routing import (
-    PRIORITIES,
+    CLOUD_QUEUE,
     beads_priority,
     broker_priority,
     candidate_hosts,
     kind_of,
     pick_host,
 )
+from yggcelery.routing import room as room_for
 from yggcelery.settings import Settings
 from yggcelery.status import host_status
-from yggcelery.wakeup import ResultWakeup
-from yggcelery.work import WorkOrder
+from yggcelery.work.order import WorkOrder
 
 if TYPE_CHECKING:
     from yggcelery.beads import BeadsStore, Issue
@@ -65,6 +68,7 @@ class CeleryDispatcher(Dispatcher):
         app: Celery | None = None,
         ledger: Ledger | None = None,
         health: HostHealth | None = None,
+        after_reconcile: Callable[[ReconcileReport], None] | None = None,
     ) -> None:
         super().__init__(settings, store)
         self.app = app or make_app(settings)
@@ -72,6 +76,8 @@ class CeleryDispatcher(Dispatcher):
         self.health = health or HostHealth(settings)
         self.reconciler = Reconciler(settings, self.app, store, self.ledger)
         self.wakeup = ResultWakeup.for_app(self.app, settings)
+        #: Called with each inline reconcile pass's report (``ygg loop`` records durations).
+        self.after_reconcile = after_reconcile
         self._prepared = False
 
     def prepare(self) -> None:
@@ -97,12 +103,6 @@ class CeleryDispatcher(Dispatcher):
             return
         self._prepared = True
 
-    def capacity(self, host: str) -> int:
-        """Tasks this host may have in the broker (queued or running) at once."""
-        if host == CLOUD_QUEUE:
-            return CLOUD_SLOTS
-        return int(self.settings.hosts[host].slots * self.settings.dispatch.inflight_per_slot)
-
     def loads(self, entries: list[Entry] | None = None) -> dict[str, list[int]]:
         """Beads priorities of the tasks each host (and the cloud queue) has in flight."""
         hosts = [*self.settings.hosts, *([CLOUD_QUEUE] if self.settings.cloud.enabled else [])]
@@ -115,23 +115,18 @@ class CeleryDispatcher(Dispatcher):
     def room(
         self, priority: int = PRIORITIES[-1], loads: dict[str, list[int]] | None = None
     ) -> dict[str, int]:
-        """How many more tasks of ``priority`` each host may take now.
-
-        The cap counts only in-flight work at least as urgent: a p0 is sent even when the host's
-        queue is full of p3, and the broker then serves it first, at the next free slot.
-        """
+        """How many more tasks of ``priority`` each host may take now (:func:`routing.room`)."""
         loads = self.loads() if loads is None else loads
-        return {
-            host: self.capacity(host) - sum(1 for p in load if p <= priority)
-            for host, load in loads.items()
-        }
+        return room_for(loads, priority=priority, settings=self.settings)
 
     def in_flight(self) -> int:
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
 
     def poll(self) -> int:
         """Reconcile, claim what fits (one Beads write for all claims), then publish it."""
-        self.reconciler.run_once()
+        report = self.reconciler.run_once()
+        if self.after_reconcile is not None:
+            self.after_reconcile(report)
         with self.store.batch():
             claimed = self.claim_ready()
         self.publish(claimed)

@@ -18,31 +18,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
 from yggcelery.beads import BeadsStore, Issue
-from yggcelery.cloud import CloudFallback, MemorySpendLedger
-from yggcelery.dispatch.base import Dispatcher, HostStatus, empty_queued
+from yggcelery.dispatch.base import Dispatcher, HostStatus
 from yggcelery.errors import ClaimConflict
-from yggcelery.llm import LLMClient, complete_with_fallback, get_client
-from yggcelery.outcomes import BeadResult, hand_back, record_failure, record_success
-from yggcelery.prompt import build_prompt
+from yggcelery.llm.client import LLMClient
+from yggcelery.outcomes import BeadResult
+from yggcelery.priority import Priority
 from yggcelery.routing import beads_priority, kind_of
 from yggcelery.settings import Settings
-from yggcelery.work import WorkOrder, result_of
+from yggcelery.work.order import WorkOrder
+from yggcelery.work.perform import perform
+from yggcelery.work.resources import local_resources
 
 log = logging.getLogger(__name__)
 
 #: The old design's agents, one per task kind.
 AGENT_KINDS = ("code", "text", "reasoning")
-
-
-def record_outcome(store: BeadsStore, bead: str, future: Future[BeadResult], *, actor: str) -> None:
-    """Write a finished attempt into Beads: close with the result, or block with the error."""
-    try:
-        result = future.result()
-    except Exception as exc:  # any failure of the work blocks the bead with its reason
-        log.debug("%s failed", bead, exc_info=True)
-        record_failure(store, bead, reason=str(exc) or type(exc).__name__, actor=actor)
-    else:
-        record_success(store, result, actor=actor)
 
 
 class LegacyDispatcher(Dispatcher):
@@ -59,10 +49,7 @@ class LegacyDispatcher(Dispatcher):
         drain_s: float = 30.0,
     ) -> None:
         super().__init__(settings, store)
-        self.client = client or get_client(settings)
-        self.fallback = CloudFallback(
-            settings.cloud, ledger=MemorySpendLedger(), client=self.client
-        )
+        self.resources = local_resources(settings, client=client)
         #: Agent (task kind) → the host it sends to: the first host serving that kind.
         self.agents = {k: hosts[0] for k in AGENT_KINDS if (hosts := settings.hosts_for(k))}
         self.drain_s = drain_s
@@ -74,14 +61,14 @@ class LegacyDispatcher(Dispatcher):
 
     def poll(self) -> int:
         self._collect()
-        waiting: dict[str, dict[str, int]] = {h: empty_queued() for h in self.settings.hosts}
+        waiting: dict[str, dict[str, int]] = {h: Priority.counts() for h in self.settings.hosts}
         sent = 0
         for issue in self.store.ready(sort="oldest"):
             agent = self._agent_for(issue)
             if agent is None:
                 continue
             if agent in self._busy:
-                waiting[self.agents[agent]][f"p{beads_priority(issue)}"] += 1
+                waiting[self.agents[agent]][beads_priority(issue).label] += 1
                 continue
             sent += self._start(agent, issue)
         self._waiting = waiting
@@ -104,29 +91,15 @@ class LegacyDispatcher(Dispatcher):
         order = WorkOrder.for_issue(
             issue, kind=kind_of(issue, self.settings), host=self.agents[agent]
         )
-        self._busy[agent] = (self._pool.submit(self._work, order), issue.id)
+        self._busy[agent] = (self._pool.submit(perform, order, self.resources), issue.id)
         log.info("%s → %s agent on %s", issue.id, agent, order.host)
         return 1
-
-    def _work(self, order: WorkOrder) -> BeadResult:
-        """One task, on an agent thread: prompt, model call with retries and fallback, result."""
-        host = self.settings.host(order.host)
-        prompt = build_prompt(order.bead, kind=order.kind, max_chars=host.max_prompt_chars)
-        completion = complete_with_fallback(
-            self.client,
-            self.fallback,
-            order.host,
-            prompt.text,
-            retry=self.settings.retry,
-            tags=order.tags(),
-        )
-        return result_of(order, completion, truncated=prompt.truncated)
 
     def _collect(self) -> None:
         for agent, (future, bead) in list(self._busy.items()):
             if future.done():
                 del self._busy[agent]
-                record_outcome(self.store, bead, future, actor=self.actor)
+                self.record_outcome(bead, future)
 
     def in_flight(self) -> int:
         return len(self._busy)
@@ -140,7 +113,7 @@ class LegacyDispatcher(Dispatcher):
                 slots=host.slots,
                 active=active,
                 available_slots=len(agents) - active,
-                queued=self._waiting.get(name, empty_queued()),
+                queued=self._waiting.get(name, Priority.counts()),
                 online=True,
             )
         return status
@@ -154,10 +127,6 @@ class LegacyDispatcher(Dispatcher):
         self._collect()
         for _, bead in self._busy.values():
             if hand_back:
-                _hand_back(self.store, bead, actor=self.actor)
+                self.hand_back(bead, "dispatcher stopped before the task finished")
         self._busy.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _hand_back(store: BeadsStore, bead: str, *, actor: str) -> None:
-    hand_back(store, bead, note="dispatcher stopped before the task finished", actor=actor)

@@ -7,19 +7,15 @@
 
 Modules: :mod:`~yggcelery.llm.types` (Completion, TaskTags), :mod:`~yggcelery.llm.wire` (request
 building, answer parsing, the status → error mapping, no I/O), :mod:`~yggcelery.llm.client` (the
-sync and async clients), :mod:`~yggcelery.llm.policy` (retries, breaker, cloud fallback) and
-:mod:`~yggcelery.llm.fake` (a scripted model server for tests).
+sync and async clients), :mod:`~yggcelery.llm.breaker` (the per-host circuit breaker),
+:mod:`~yggcelery.llm.cloud` (the cloud fallback and its budget), :mod:`~yggcelery.llm.health`
+(host up/down for routing) and :mod:`~yggcelery.llm.fake` (a scripted model server for tests).
+Retries and the fallback decision are the work path's (:mod:`yggcelery.work`).
 """
 
 from __future__ import annotations
 
 from yggcelery.llm.client import AsyncLLMClient, LLMClient, get_client
-from yggcelery.llm.policy import (
-    RetryPlan,
-    acomplete_with_fallback,
-    backoff_s,
-    complete_with_fallback,
-)
 from yggcelery.llm.types import TAG_HEADERS, Completion, TaskTags
 from yggcelery.llm.wire import ModelRequest, build_request, http_timeout, parse_response
 
@@ -29,12 +25,8 @@ __all__ = [
     "Completion",
     "LLMClient",
     "ModelRequest",
-    "RetryPlan",
     "TaskTags",
-    "acomplete_with_fallback",
-    "backoff_s",
     "build_request",
-    "complete_with_fallback",
     "get_client",
     "http_timeout",
     "parse_response",

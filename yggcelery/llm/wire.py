@@ -84,15 +84,6 @@ def api_key(host: HostSettings, environ: Mapping[str, str] | None = None) -> Sec
     return SecretStr(value) if value else None
 
 
-def truncate_prompt(prompt: str, max_chars: int) -> str:
-    """``prompt`` cut to at most ``max_chars`` characters, with a note of how much was cut."""
-    if len(prompt) <= max_chars:
-        return prompt
-    note = f"\n\n[truncated: {{}} of {len(prompt)} characters omitted]"
-    keep = max_chars - len(note.format(len(prompt)))
-    return prompt[:keep] + note.format(len(prompt) - keep)
-
-
 def build_request(
     host_name: str,
     host: HostSettings,
@@ -103,12 +94,10 @@ def build_request(
     tags: TaskTags | None = None,
 ) -> ModelRequest:
     """The request for ``prompt`` in the host's dialect (Ollama ``/api/chat`` or OpenAI)."""
-    sent = truncate_prompt(prompt, host.max_prompt_chars)
-    if sent is not prompt:
-        log.debug("host %s: prompt truncated to %s characters", host_name, len(sent))
+    # The prompt arrives already cut to the target's limit (yggcelery.work.prompt): cut once.
     body: dict[str, Any] = {
         "model": host.model,
-        "messages": [{"role": "user", "content": sent}],
+        "messages": [{"role": "user", "content": prompt}],
         "stream": False,
     }
     if host.dialect == "ollama":

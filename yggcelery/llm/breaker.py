@@ -17,6 +17,7 @@ its slot is given again after another cool-down.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,8 @@ from typing import Protocol
 import redis
 
 from yggcelery.errors import CircuitOpen
+
+log = logging.getLogger(__name__)
 
 
 class CircuitState(enum.Enum):
@@ -137,7 +140,12 @@ return 1
 
 
 class RedisBreakerState:
-    """Breaker data in one Redis hash per host (``<prefix><host>``), shared by all workers."""
+    """Breaker data in one Redis hash per host (``<prefix><host>``), shared by all workers.
+
+    A Redis that does not answer reads as a clean breaker and drops the write: a model answer
+    already paid for in GPU time must not be lost because the broker blinked (the breaker is
+    advice; the retry policy and the dispatcher's routing still see a dead host).
+    """
 
     def __init__(self, client: redis.Redis, *, prefix: str = "ygg:breaker:") -> None:
         self.client = client
@@ -146,17 +154,31 @@ class RedisBreakerState:
         self._probe = client.register_script(_PROBE_LUA)
 
     def snapshot(self, host: str) -> Snapshot:
-        values = self.client.hmget(self.prefix + host, ["failures", "opened_at", "probe_at"])
+        try:
+            values = self.client.hmget(self.prefix + host, ["failures", "opened_at", "probe_at"])
+        except redis.RedisError as exc:
+            log.debug("breaker of %s unreadable, taken as closed: %r", host, exc)
+            return Snapshot(failures=0, opened_at=None, probe_at=None)
         return _snapshot(values)
 
     def fail(self, host: str, *, threshold: int, now: float) -> Snapshot:
-        return _snapshot(self._fail(keys=[self.prefix + host], args=[threshold, repr(now)]))
+        try:
+            return _snapshot(self._fail(keys=[self.prefix + host], args=[threshold, repr(now)]))
+        except redis.RedisError as exc:
+            log.debug("failure of %s not recorded: %r", host, exc)
+            return Snapshot(failures=0, opened_at=None, probe_at=None)
 
     def succeed(self, host: str) -> None:
-        self.client.delete(self.prefix + host)
+        try:
+            self.client.delete(self.prefix + host)
+        except redis.RedisError as exc:
+            log.debug("success of %s not recorded: %r", host, exc)
 
     def take_probe(self, host: str, *, now: float, cooldown_s: float) -> bool:
-        return bool(self._probe(keys=[self.prefix + host], args=[repr(now), repr(cooldown_s)]))
+        try:
+            return bool(self._probe(keys=[self.prefix + host], args=[repr(now), repr(cooldown_s)]))
+        except redis.RedisError:
+            return True
 
     def __repr__(self) -> str:
         return f"<RedisBreakerState prefix={self.prefix!r}>"

@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 from redis.client import PubSub, PubSubWorkerThread
 
-from yggcelery.ledger import redis_for
+from yggcelery.connections import redis_for
 from yggcelery.routing import TASK_ID_PREFIX
 from yggcelery.settings import Settings
 

@@ -1,25 +1,40 @@
-"""``ygg`` commands that run the cluster: worker, beat, loop, reconcile, status."""
+"""``ygg`` commands that run the cluster: worker, beat, loop, reconcile, status.
+
+Each command that needs the broker first checks that it and the result backend answer
+(:func:`require_broker`), so a command run or a service started during an outage says so at once
+in one line and exits (systemd starts a service again) instead of a page of retries or a
+traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from yggcelery.cli import Context, pass_context
+from yggcelery.beads import open_store
+from yggcelery.celery_app import make_app
+from yggcelery.cli.context import Context, pass_context
+from yggcelery.connections import redis_client, redis_for
+from yggcelery.dispatch.celery import CeleryDispatcher
+from yggcelery.dispatch.choose import make_dispatcher
+from yggcelery.exporter.durations import observe_results
+from yggcelery.exporter.server import start_metrics_server
+from yggcelery.reconcile import run_once
+from yggcelery.routing import CLOUD_QUEUE, CLOUD_SLOTS
 from yggcelery.settings import Settings
+from yggcelery.status import full_status
 
 log = logging.getLogger(__name__)
 
 
 def worker_argv(settings: Settings, name: str, *, loglevel: str, pool: str) -> list[str]:
     """The ``celery worker`` arguments for host ``name`` (or ``control`` / ``cloud``)."""
-    from yggcelery.celery_app import CLOUD_QUEUE, CLOUD_SLOTS
-
     if name == "control":
         queue, slots = settings.control_queue, 1
     elif name == "cloud":
@@ -38,6 +53,16 @@ def worker_argv(settings: Settings, name: str, *, loglevel: str, pool: str) -> l
     ]  # fmt: skip
 
 
+def require_broker(settings: Settings) -> None:
+    """Raise the connection error when the broker or the result backend does not answer now.
+
+    Only Redis is pinged (RabbitMQ's connection is checked by Celery itself at start).
+    """
+    for url in {settings.broker_url, settings.result_backend}:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            redis_client(url).ping()
+
+
 @click.command()
 @click.argument("host")
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -52,9 +77,8 @@ def worker(ctx: Context, host: str, loglevel: str, pool: str) -> None:
     the worker that runs beat's reconcile job (where the Beads data is), or `cloud` for the
     cloud fallback's queue.
     """
-    from yggcelery.celery_app import make_app
-
     argv = worker_argv(ctx.settings, host, loglevel=loglevel, pool=pool)
+    require_broker(ctx.settings)
     make_app(ctx.settings).worker_main(argv)
 
 
@@ -69,8 +93,7 @@ def worker(ctx: Context, host: str, loglevel: str, pool: str) -> None:
 @pass_context
 def beat(ctx: Context, schedule_file: Path, loglevel: str) -> None:
     """Run Celery beat: the reconcile job every `dispatch.reconcile_every_s` seconds."""
-    from yggcelery.celery_app import make_app
-
+    require_broker(ctx.settings)
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     make_app(ctx.settings).start(["beat", "--schedule", str(schedule_file), "--loglevel", loglevel])
 
@@ -91,21 +114,17 @@ def loop(ctx: Context, mode: str, until_idle: bool) -> None:
     Ctrl+C finishes the current poll, hands queued-but-unstarted work back to `open`, and exits;
     no issue is left claimed but unsent.
     """
-    from yggcelery.beads import open_store
-    from yggcelery.dispatch import make_dispatcher
-    from yggcelery.metrics import start_metrics_server
-
     logging.getLogger("yggcelery").setLevel(logging.INFO)
-    dispatcher = make_dispatcher(mode, ctx.settings, open_store(ctx.settings))
+    if mode == "celery":
+        require_broker(ctx.settings)
+    # A taken metrics port is one error line before any work is claimed (an operator who
+    # wants no /metrics sets metrics_port = 0), not a dispatcher nobody can watch.
+    metrics = start_metrics_server(ctx.settings)
     try:
-        metrics = start_metrics_server(ctx.settings)
-    except OSError as exc:  # dispatching matters more than its metrics: say so and go on
-        log.warning(
-            "metrics: cannot listen on %s:%s (%s); running without /metrics",
-            ctx.settings.metrics_address, ctx.settings.metrics_port, exc.strerror,
-        )  # fmt: skip
-        metrics = None
-    try:
+        dispatcher = make_dispatcher(mode, ctx.settings, open_store(ctx.settings))
+        if isinstance(dispatcher, CeleryDispatcher):  # its inline reconcile passes close beads
+            client = redis_for(ctx.settings)
+            dispatcher.after_reconcile = lambda report: observe_results(client, report.closed)
         dispatcher.run(until_idle=until_idle)
     finally:
         if metrics is not None:
@@ -119,14 +138,12 @@ def loop(ctx: Context, mode: str, until_idle: bool) -> None:
 @pass_context
 def reconcile(ctx: Context, once: bool) -> None:
     """Write finished, failed and lost work back into Beads (beat does this every 10 s)."""
-    import time
-
-    from yggcelery.celery_app import make_app
-    from yggcelery.reconcile import run_once
-
-    app = make_app(ctx.settings)
+    require_broker(ctx.settings)
+    app, store, client = make_app(ctx.settings), open_store(ctx.settings), redis_for(ctx.settings)
     while True:
-        click.echo(json.dumps(run_once(ctx.settings, app).counts(), sort_keys=True))
+        report = run_once(ctx.settings, app, store)
+        observe_results(client, report.closed)
+        click.echo(json.dumps(report.counts(), sort_keys=True))
         if once:
             return
         time.sleep(ctx.settings.dispatch.reconcile_every_s)
@@ -137,10 +154,7 @@ def reconcile(ctx: Context, once: bool) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Per host: slots, active, available, queued by priority, worker online; ready in Beads."""
-    from yggcelery.beads import open_store
-    from yggcelery.celery_app import make_app
-    from yggcelery.status import full_status
-
+    require_broker(ctx.settings)
     data = full_status(make_app(ctx.settings), ctx.settings, open_store(ctx.settings))
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))

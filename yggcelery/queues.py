@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery
 
-from yggcelery.routing import PRIORITIES
+from yggcelery.priority import PRIORITIES
 from yggcelery.settings import Settings
 
 #: kombu's Redis hash of delivered, unacknowledged messages (``[message, exchange, key]``).
@@ -24,7 +24,7 @@ UNACKED_KEY = "unacked"
 
 def priority_keys(queue: str) -> dict[str, str]:
     """Redis list of each priority level of ``queue``, by Beads priority ("p0".."p4")."""
-    return {f"p{p}": queue if p == 0 else f"{queue}:{p}" for p in PRIORITIES}
+    return {p.label: queue if p == 0 else f"{queue}:{p.value}" for p in PRIORITIES}
 
 
 @contextmanager

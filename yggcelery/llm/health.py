@@ -11,8 +11,8 @@ import time
 
 import httpx
 
-from yggcelery.breaker import CircuitBreaker, CircuitState, RedisBreakerState
-from yggcelery.ledger import redis_for
+from yggcelery.connections import redis_for
+from yggcelery.llm.breaker import CircuitBreaker, CircuitState, RedisBreakerState
 from yggcelery.settings import HostSettings, Settings
 
 _PROBE_PATH = {"ollama": "/api/version", "openai": "/v1/models"}

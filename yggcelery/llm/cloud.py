@@ -23,7 +23,8 @@ from typing import Protocol
 import redis
 
 from yggcelery.errors import CloudBudgetExceeded, ConfigError
-from yggcelery.llm import AsyncLLMClient, Completion, LLMClient, TaskTags
+from yggcelery.llm.client import AsyncLLMClient, LLMClient
+from yggcelery.llm.types import Completion, TaskTags
 from yggcelery.settings import CloudSettings, HostSettings, redact_url
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ exempts them from basic auth), which is why it stays on loopback unless somethin
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import secrets
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 
 import click
 
-from yggcelery.cli import Context, pass_context
-from yggcelery.errors import ConfigError
+from yggcelery.celery_app import make_app
+from yggcelery.cli.context import Context, pass_context
+from yggcelery.errors import AddressInUse, ConfigError
 from yggcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,16 @@ def plan_launch(
 
 
 def run_flower(settings: Settings, launch: FlowerLaunch) -> int:
-    """Run Flower in the foreground until SIGTERM or Ctrl+C; returns its exit status."""
-    from yggcelery.celery_app import make_app
-
-    log.info("flower: listening on %s (%r)", launch.url, launch)
-    code: int | None = make_app(settings).start(launch.argv())
+    """Run Flower in the foreground until SIGTERM or Ctrl+C; returns its exit status
+    (:class:`AddressInUse` when another process holds its port)."""
+    log.info("flower: starting on %s (%r)", launch.url, launch)
+    try:
+        code: int | None = make_app(settings).start(launch.argv())
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        setting = "flower.port (or --port)"
+        raise AddressInUse("flower", launch.address, launch.port, setting=setting) from exc
     return int(code or 0)
 
 

@@ -1,0 +1,24 @@
+"""Redis connections: one client (and connection pool) per process and URL.
+
+The ledger, the breaker, the cloud budget, the wake-up and the exporter all talk to the Redis that
+holds the result backend; they share its client through :func:`redis_for`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+
+from yggcelery.settings import Settings
+
+
+@cache
+def redis_client(url: str) -> redis.Redis:
+    """One Redis client (and connection pool) per process and URL."""
+    return redis.Redis.from_url(url, health_check_interval=10, socket_timeout=10)
+
+
+def redis_for(settings: Settings) -> redis.Redis:
+    """The Redis client of the result backend (one per process and URL)."""
+    return redis_client(settings.result_backend)
