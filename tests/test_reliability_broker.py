@@ -17,9 +17,10 @@ from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
 from yggcelery.testing.redis import RedisServer
 from yggcelery.testing.seed import seed_issues
+from yggcelery.testing.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def run_with_broker_restarts(
     """Run the dispatcher; each time ``every`` more requests were served, restart Redis."""
     with DispatcherThread(CeleryDispatcher(settings, store)) as loop:
         for n in range(1, restarts + 1):
-            assert wait_until(lambda n=n: served(fleet) >= n * every, timeout_s=120)
+            wait_until(lambda n=n: served(fleet) >= n * every, timeout_s=120, every_s=0.2,
+                       what=f"{n * every} beads served before restart {n}")  # fmt: skip
             log.warning("restarting redis (%d served)", served(fleet))
             redis.restart(down_s=down_s)
         assert loop.wait(timeout_s=240), "dispatcher did not finish"

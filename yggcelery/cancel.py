@@ -19,6 +19,7 @@ from typing import TypeVar
 import redis
 
 from yggcelery.errors import YggError
+from yggcelery.ledger import EntryState, Ledger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +36,16 @@ class AttemptCancelled(YggError):
 def request_cancel(client: redis.Redis, task_id: str) -> None:
     """Flag ``task_id`` as cancelled (idempotent)."""
     client.set(KEY.format(task_id=task_id), "1", ex=TTL_S)
+
+
+def cancel_bead(ledger: Ledger, bead_id: str) -> str | None:
+    """Flag the attempt ``bead_id`` has in flight, if any; returns its task id. What ``ygg beads
+    close|block|reopen`` call, so the model stops at once, before reconcile notices."""
+    entry = ledger.get(bead_id)
+    if entry is None or entry.state is not EntryState.SENT:
+        return None
+    request_cancel(ledger.client, entry.task_id)
+    return entry.task_id
 
 
 def is_cancelled(client: redis.Redis, task_id: str) -> bool:
