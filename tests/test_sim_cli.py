@@ -64,7 +64,7 @@ def test_ygg_sim_serves_the_chosen_hosts_and_stops_on_sigterm(
             httpx.get(f"http://127.0.0.1:{ports['beta']}/api/tags")
     finally:
         rc, rest = stop(proc, signal.SIGTERM)
-    assert f"sim alpha: http://127.0.0.1:{ports['alpha']} model=alpha:1b slots=2" in banner
+    assert f"sim alpha: http://127.0.0.1:{ports['alpha']} ollama model=alpha:1b slots=2" in banner
     assert "time_scale=0.01" in banner and "beta" not in banner
     assert tags["models"][0]["name"] == "alpha:1b"
     assert (rc, rest.strip()) == (0, "sim: stopped")

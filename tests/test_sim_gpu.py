@@ -145,3 +145,47 @@ def test_config_rejects_zero_slots() -> None:
     """A host with no slot cannot serve anything: refused at construction."""
     with pytest.raises(ValueError, match="slots"):
         SimHostConfig(name="h", model="m", slots=0)
+
+
+def test_growing_the_pool_hands_new_slots_to_waiters_at_once() -> None:
+    """1 slot busy, 2 waiting; resize(3): both waiters get a slot without any release."""
+
+    async def scenario() -> tuple[list[int], int]:
+        pool = SlotPool(slots=1, max_queue=10, time_scale=1.0)
+        await pool.acquire()
+        waiters = [asyncio.create_task(pool.acquire()) for _ in range(2)]
+        await asyncio.sleep(0)
+        pool.resize(3)
+        slots = list(await asyncio.gather(*waiters))
+        return slots, pool.busy
+
+    assert asyncio.run(scenario()) == ([1, 2], 3)
+
+
+def test_shrinking_the_pool_lets_busy_slots_finish_and_then_serves_fewer() -> None:
+    """3 busy, resize(1): nothing is cut off; a waiter gets a slot only when 1 or fewer are busy."""
+
+    async def scenario() -> list[tuple[int, bool]]:
+        pool = SlotPool(slots=3, max_queue=10, time_scale=1.0)
+        held = [await pool.acquire() for _ in range(3)]
+        waiter = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0)
+        pool.resize(1)
+        seen = [(pool.busy, waiter.done())]
+        for slot in (held[2], held[0]):
+            pool.release(slot, service_s=0.0)
+            await asyncio.sleep(0)
+            seen.append((pool.busy, waiter.done()))
+        pool.release(held[1], service_s=0.0)
+        await asyncio.sleep(0)
+        seen.append((pool.busy, waiter.done()))
+        assert pool.busy_slots() == [await waiter] == [0]
+        return seen
+
+    assert asyncio.run(scenario()) == [(3, False), (2, False), (1, False), (1, True)]
+
+
+def test_a_pool_cannot_have_no_slots() -> None:
+    """resize(0) is refused: a server decodes at least one request at a time."""
+    with pytest.raises(ValueError, match="slots must be >= 1"):
+        SlotPool(slots=2, max_queue=0, time_scale=1.0).resize(0)

@@ -256,6 +256,7 @@ def test_bad_fail_requests_are_400_and_change_nothing(make_host: Make, body: byt
         "error_rate": 0.0,
         "latency_s": 0.0,
         "hang": False,
+        "parallel": None,
     }
 
 

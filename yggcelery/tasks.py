@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,9 @@ from yggcelery.work.perform import aperform
 from yggcelery.work.resources import AsyncResources, worker_resources
 
 log = logging.getLogger(__name__)
+
+#: When beat's reconcile job last ran (seconds since the epoch), for ``ygg doctor``.
+BEAT_PASS_KEY = "ygg:reconcile:beat_at"
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,9 @@ def reconcile(task: Task[Any, Any]) -> dict[str, int]:
     """One reconcile pass (the ``yggcelery.reconcile`` task, beat's job)."""
     settings = settings_of(task.app)
     report = run_once(settings, task.app, open_store(settings))
-    observe_results(redis_for(settings), report.closed)
+    client = redis_for(settings)
+    observe_results(client, report.closed)
+    client.set(BEAT_PASS_KEY, repr(time.time()))  # what `ygg doctor` reads: beat is alive
     return report.counts()
 
 

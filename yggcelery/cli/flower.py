@@ -22,6 +22,7 @@ import click
 
 from yggcelery.celery_app import make_app
 from yggcelery.cli.context import Context, pass_context
+from yggcelery.cli.services import require_broker
 from yggcelery.errors import AddressInUse, ConfigError
 from yggcelery.settings import Settings
 
@@ -129,6 +130,7 @@ def flower(ctx: Context, address: str | None, port: int | None, no_auth: bool) -
     loopback (reach it with `ssh -L 5555:127.0.0.1:5555 HOST`).
     """
     launch = plan_launch(ctx.settings, address=address, port=port, no_auth=no_auth)
+    require_broker(ctx.settings)  # as for worker and beat: a broker outage is one line, exit 2
     if launch.generated:
         click.echo(
             f"Flower: {launch.url}  user {launch.user}  password {launch.password}"

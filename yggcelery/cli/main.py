@@ -18,6 +18,7 @@ import click
 from yggcelery.beads.cli import beads
 from yggcelery.bench.cli import bench
 from yggcelery.cli import services
+from yggcelery.cli.capacity import doctor, tune_command
 from yggcelery.cli.context import Context
 from yggcelery.cli.errors import EXIT_ERROR, one_line
 from yggcelery.cli.flower import flower
@@ -44,7 +45,8 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 
 # Each room's commands, in the order `ygg --help` lists them.
 for _command in (services.loop, services.worker, services.beat, services.status,
-                 services.reconcile, beads, sim, bench, flower, demo):  # fmt: skip
+                 services.reconcile, doctor, tune_command, beads, sim, bench, flower,
+                 demo):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -171,3 +172,20 @@ def status(ctx: Context, as_json: bool) -> None:
     console.print(table)
     ready = " ".join(f"{p}={n}" for p, n in data["beads_ready"].items())
     console.print(f"Ready in Beads: {ready}")
+    console.print(_estimates_table(data["estimates"]))
+    for bead in data["promoted"]:
+        console.print(
+            f"Promoted by aging: {bead['bead']} {bead['filed']} → {bead['now']}"
+            f" (ready {bead['waited_s']:.0f} s)"
+        )
+
+
+def _estimates_table(rows: list[dict[str, Any]]) -> Table:
+    """Expected service seconds per (host, kind), as ``ygg status`` shows them."""
+    table = Table(title="expected service time")
+    for column in ("host", "kind", "expected s", "source"):
+        table.add_column(column)
+    for row in rows:
+        source = "measured" if row["measured"] else "configured"
+        table.add_row(row["host"], row["kind"], f"{row['expected_s']:.1f}", source)
+    return table

@@ -26,6 +26,8 @@ from yggcelery.sim.protocol import (
 )
 
 NDJSON = "application/x-ndjson"
+#: The legacy text completion endpoint; the other ``/v1`` model call is chat.
+TEXT = "/v1/completions"
 _NS = 1_000_000_000
 
 
@@ -40,6 +42,8 @@ class Plan:
     service_s: float
     eval_tokens: int
     time_scale: float
+    #: "length" when the request's own output limit cut the answer short, else "stop".
+    finish_reason: str = "stop"
 
     @property
     def real_s(self) -> float:
@@ -60,12 +64,14 @@ async def send(request: web.Request, plan: Plan) -> web.StreamResponse:
         if plan.req.stream:
             return await _openai_stream(request, plan)
         await asyncio.sleep(plan.real_s)
-        body = openai.completion(
+        whole = openai.text_completion if plan.endpoint == TEXT else openai.completion
+        body = whole(
             plan.req,
             plan.text,
             created=int(time.time()),
             prompt_tokens=plan.prompt_tokens,
             completion_tokens=plan.eval_tokens,
+            finish_reason=plan.finish_reason,
         )
         return web.json_response(body)
     if plan.req.stream:
@@ -103,6 +109,7 @@ def _ollama_final(plan: Plan, text: str) -> dict[str, Any]:
         durations_ns=durations,
         prompt_tokens=plan.prompt_tokens,
         eval_tokens=plan.eval_tokens,
+        done_reason=plan.finish_reason,
     )
 
 
@@ -110,20 +117,19 @@ async def _openai_stream(request: web.Request, plan: Plan) -> web.StreamResponse
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     response = web.StreamResponse(headers=headers)
     await response.prepare(request)
-    chunk_id, created = openai.new_chunk_id(), int(time.time())
-
-    async def event(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-        body = openai.stream_chunk(
-            plan.req, chunk_id=chunk_id, created=created, delta=delta, finish_reason=finish_reason
-        )
-        await response.write(_event(body))
-
-    await event({"role": "assistant", "content": ""})
+    text = plan.endpoint == TEXT
+    chunk_id = openai.new_text_id() if text else openai.new_chunk_id()
+    created = int(time.time())
+    if not text:
+        role = {"role": "assistant", "content": ""}
+        first = openai.stream_chunk(plan.req, chunk_id=chunk_id, created=created, delta=role)
+        await response.write(_event(first))
     pieces = split_chunks(plan.text)
     for piece in pieces:
         await asyncio.sleep(plan.real_s / len(pieces))
-        await event({"content": piece})
-    await event({}, "stop")
+        await response.write(_event(_openai_piece(plan, chunk_id, created, piece)))
+    last = _openai_piece(plan, chunk_id, created, None, finish_reason=plan.finish_reason)
+    await response.write(_event(last))
     if plan.req.include_usage:
         usage = openai.usage_chunk(
             plan.req,
@@ -132,10 +138,27 @@ async def _openai_stream(request: web.Request, plan: Plan) -> web.StreamResponse
             prompt_tokens=plan.prompt_tokens,
             completion_tokens=plan.eval_tokens,
         )
+        if text:
+            usage["object"] = "text_completion"
         await response.write(_event(usage))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
+
+
+def _openai_piece(
+    plan: Plan, chunk_id: str, created: int, piece: str | None, *, finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One streamed chunk: a chat delta, or a text completion piece; None is the closing one."""
+    if plan.endpoint == TEXT:
+        return openai.text_chunk(
+            plan.req, chunk_id=chunk_id, created=created, text=piece or "",
+            finish_reason=finish_reason,
+        )  # fmt: skip
+    delta = {} if piece is None else {"content": piece}
+    return openai.stream_chunk(
+        plan.req, chunk_id=chunk_id, created=created, delta=delta, finish_reason=finish_reason
+    )
 
 
 def _line(body: dict[str, Any]) -> bytes:

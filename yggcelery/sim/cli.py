@@ -52,9 +52,10 @@ def serve(fleet: SimFleet) -> None:
         fleet.start()
         for host in fleet:
             config = host.config
+            parallel = "" if config.parallel is None else f" parallel={config.parallel}"
             click.echo(
-                f"sim {host.name}: {host.url} model={config.model} slots={config.slots}"
-                f" kind={config.kind} time_scale={config.time_scale}"
+                f"sim {host.name}: {host.url} {config.server} model={config.model}"
+                f" slots={config.slots}{parallel} kind={config.kind} time_scale={config.time_scale}"
             )
         click.echo("sim: ready (Ctrl+C to stop)")
         stop.wait()

@@ -15,6 +15,10 @@ from typing import Literal
 from yggcelery.settings import HostSettings, SimSettings
 
 Dialect = Literal["ollama", "openai"]
+#: The model server a host stands in for, which decides the endpoints it serves besides the
+#: model calls: Ollama's ``/api/*``, llama.cpp's ``/props`` ``/slots`` ``/health``, vLLM's
+#: ``/health`` ``/version``, each ``/metrics`` in its server's series; "openai" is ``/v1`` only.
+SimServer = Literal["ollama", "llamacpp", "vllm", "openai"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +45,18 @@ class SimHostConfig:
     dialect: Dialect = "ollama"
     #: Every kind the host serves (``kind`` is the first); kept for :meth:`SimFleet.host_overrides`.
     kinds: tuple[str, ...] = ()
+    #: Overflow kinds → speed relative to their own hosts: their work takes ``1 / speed`` as long.
+    speeds: Mapping[str, float] = field(default_factory=dict)
+    server: SimServer = "ollama"
+    #: Requests the server really decodes at once, when it differs from the configured ``slots``
+    #: (Ollama falling back to 1, llama.cpp started with another ``--parallel``); None: ``slots``.
+    parallel: int | None = None
+    #: Context window of one request in tokens (a slot's n_ctx, max_model_len, context_length).
+    context_length: int = 8192
+    #: Real seconds the model stays loaded after its last request (Ollama's default keep_alive).
+    keep_alive_s: float = 300.0
+    #: llama.cpp only: ``/metrics`` is served (``--metrics``); False answers 501 as llama-server.
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -49,6 +65,13 @@ class SimHostConfig:
             raise ValueError(f"sim host {self.name}: time_scale must be > 0")
         if self.max_queue < 0:
             raise ValueError(f"sim host {self.name}: max_queue must be >= 0")
+        if self.parallel is not None and self.parallel < 1:
+            raise ValueError(f"sim host {self.name}: parallel must be >= 1, not {self.parallel}")
+
+    @property
+    def server_parallel(self) -> int:
+        """Requests the simulated server decodes at once when it starts."""
+        return self.slots if self.parallel is None else self.parallel
 
     @classmethod
     def from_settings(
@@ -75,16 +98,24 @@ class SimHostConfig:
             per_token_s=sim.per_token_s,
             default_output_tokens=sim.default_output_tokens,
             dialect=host.dialect,
+            speeds=dict(host.overflow),
+            server="ollama" if host.server == "auto" else host.server,
+            parallel=sim.parallel.get(name),
         )
 
     def base_for(self, kind: str | None) -> float:
         """Simulated fixed cost of a task of ``kind`` (the host's own kind when None)."""
         return self.base_s.get(kind or self.kind, self.default_base_s)
 
+    def speed_for(self, kind: str | None) -> float:
+        """How fast this host runs ``kind`` relative to the kind's own hosts (1 for its own)."""
+        return self.speeds.get(kind or self.kind, 1.0)
+
     def service_s(self, *, kind: str | None, output_tokens: int | None) -> float:
-        """Simulated seconds one slot is busy: fixed cost + per-token cost * output tokens."""
+        """Simulated seconds one slot is busy: (fixed cost + per-token cost * tokens) / speed."""
         tokens = output_tokens if output_tokens and output_tokens > 0 else None
-        return self.base_for(kind) + self.per_token_s * (tokens or self.default_output_tokens)
+        work_s = self.base_for(kind) + self.per_token_s * (tokens or self.default_output_tokens)
+        return work_s / self.speed_for(kind)
 
     def tokens_for(self, output_tokens: int | None) -> int:
         """Output tokens a request produces: its own limit, else the default."""
@@ -100,4 +131,5 @@ class SimHostConfig:
             model=self.model,
             slots=self.slots,
             kinds=self.kinds or (self.kind,),
+            overflow=dict(self.speeds),
         )

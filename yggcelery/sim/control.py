@@ -27,6 +27,9 @@ class Faults:
     latency_s: float = 0.0
     #: Model requests are accepted and never answered.
     hang: bool = False
+    #: Requests the server runs at once, set at run time (None: what it started with), as after
+    #: a restart with another ``--parallel`` or ``OLLAMA_NUM_PARALLEL``.
+    parallel: int | None = None
 
     def update(
         self,
@@ -45,7 +48,7 @@ class Faults:
 
     def heal(self) -> None:
         """Clear every fault except ``down``."""
-        self.error_rate, self.latency_s, self.hang = 0.0, 0.0, False
+        self.error_rate, self.latency_s, self.hang, self.parallel = 0.0, 0.0, False, None
 
 
 @dataclass
@@ -85,6 +88,7 @@ class FailChange:
     hang: bool | None = None
     down: bool | None = None
     down_for_s: float | None = None
+    parallel: int | None = None
 
     @property
     def goes_down(self) -> bool:
@@ -121,7 +125,7 @@ def parse_fail(raw: bytes) -> FailChange:
         raise ValueError(f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
-    unknown = set(body) - {"error_rate", "latency_s", "hang", "down", "down_for_s"}
+    unknown = set(body) - {"error_rate", "latency_s", "hang", "down", "down_for_s", "parallel"}
     if unknown:
         raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
     for key in ("hang", "down"):
@@ -133,10 +137,19 @@ def parse_fail(raw: bytes) -> FailChange:
         hang=body.get("hang"),
         down=body.get("down"),
         down_for_s=_number(body, "down_for_s"),
+        parallel=_parallel(body.get("parallel")),
     )
     if change.down is False and change.down_for_s is not None:
         raise ValueError("down: false contradicts down_for_s")
     return change
+
+
+def _parallel(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"parallel must be an integer >= 1, not {value!r}")
+    return value
 
 
 def _number(body: dict[str, Any], key: str, *, upper: float | None = None) -> float | None:

@@ -4,6 +4,8 @@
 is handed straight to the oldest waiter, so nothing overtakes. With ``max_queue`` requests
 already waiting, one more is refused (:class:`QueueFull`), which the HTTP layer turns into 503.
 Free slots are reused lowest index first, so a timeline drawn one row per slot stays compact.
+:meth:`SlotPool.resize` changes the number of slots at run time, as a server restarted with
+another parallelism would, without cutting off a request in flight.
 """
 
 from __future__ import annotations
@@ -62,7 +64,24 @@ class SlotPool:
 
     @property
     def busy(self) -> int:
-        return self.slots - len(self._free)
+        return len(self._held_since)
+
+    def busy_slots(self) -> list[int]:
+        """Indexes of the slots decoding now, in order."""
+        return sorted(self._held_since)
+
+    def resize(self, slots: int) -> None:
+        """Decode ``slots`` requests at once from now on.
+
+        New slots go to the oldest waiters at once; removed ones stop taking work, and those busy
+        finish what they hold. Utilisation is measured against the slot count of the moment.
+        """
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, not {slots}")
+        self.slots = slots
+        self._free = [i for i in range(slots) if i not in self._held_since]
+        heapq.heapify(self._free)
+        self._hand_over()
 
     @property
     def queued(self) -> int:
@@ -70,7 +89,7 @@ class SlotPool:
 
     async def acquire(self) -> int:
         """A slot index, at once or after the requests queued before this one; FIFO."""
-        if self._free and not self.queued:
+        if not self.queued and self._has_room():
             return self._take(heapq.heappop(self._free))
         if self.queued >= self.max_queue:
             self.rejected += 1
@@ -87,19 +106,17 @@ class SlotPool:
     def release(self, slot: int, *, service_s: float | None = None) -> None:
         """Give ``slot`` back after ``service_s`` simulated seconds of work (None: not served).
 
-        The slot goes to the oldest waiter if there is one, else to the free list.
+        The slot goes to the oldest waiter if there is one, else to the free list (unless a
+        :meth:`resize` removed it).
         """
         started = self._held_since.pop(slot)
         held_s = (self._clock() - max(started, self.since)) / self.time_scale
         if service_s is not None:
             self._busy_s += min(service_s, held_s)
             self.served += 1
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(self._take(slot))
-                return
-        heapq.heappush(self._free, slot)
+        if slot < self.slots:
+            heapq.heappush(self._free, slot)
+        self._hand_over()
 
     def busy_slot_s(self) -> float:
         """Simulated slot-seconds spent busy since the last reset, slots held now included."""
@@ -115,6 +132,16 @@ class SlotPool:
         """Busy slot-seconds over available slot-seconds since the last reset (0..1)."""
         elapsed = self.elapsed_s()
         return self.busy_slot_s() / (self.slots * elapsed) if elapsed > 0 else 0.0
+
+    def _has_room(self) -> bool:
+        return bool(self._free) and self.busy < self.slots
+
+    def _hand_over(self) -> None:
+        """Give free slots to the oldest waiters, while there is room."""
+        while self._waiters and self._has_room():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._take(heapq.heappop(self._free)))
 
     def _take(self, slot: int) -> int:
         self._held_since[slot] = self._clock()

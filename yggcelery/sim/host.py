@@ -1,14 +1,19 @@
 """One simulated model host: a real HTTP server on 127.0.0.1 with a simulated GPU behind it.
 
-It speaks Ollama (``/api/chat``, ``/api/generate``, ``/api/tags``, ``/api/ps``, ``/api/version``)
-and OpenAI (``/v1/chat/completions``, ``/v1/models``), and has control endpoints:
+It stands in for one model server (``config.server``): Ollama (``/api/chat``, ``/api/generate``,
+``/api/embed``, ``/api/show``, ``/api/tags``, ``/api/ps``, ``/api/version`` and the OpenAI API),
+llama.cpp's ``llama-server``, vLLM, or a bare OpenAI-compatible server; each serves the OpenAI
+API (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``) and its own status endpoints
+(:mod:`.surfaces`). The server's parallelism (``config.parallel``) may differ from the
+configured ``slots`` and can be changed at run time. Control endpoints:
 
     GET  /sim/status    busy slots, queue, served, busy slot-seconds, utilisation, max concurrency
     GET  /sim/records   a list, one row per model request (bead, priority, kind, times, slot...)
     POST /sim/reset     zero the statistics and records
-    POST /sim/fail      {"error_rate": f, "latency_s": f, "hang": b, "down": b, "down_for_s": f}
-    POST /sim/heal      clear error_rate, latency_s and hang
-    GET  /metrics       Prometheus text
+    POST /sim/fail      {"error_rate": f, "latency_s": f, "hang": b, "down": b, "down_for_s": f,
+                         "parallel": n}
+    POST /sim/heal      clear error_rate, latency_s, hang and parallel
+    GET  /metrics       Prometheus text (the server's own series, then ``ygg_sim_*``)
 
 Faults touch only the model endpoints, so a host can always be healed over HTTP, except ``down``:
 the listening socket is closed (connection refused) and open connections are dropped, so HTTP
@@ -22,6 +27,7 @@ on (a :class:`~yggcelery.sim.fleet.SimFleet` thread).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -33,13 +39,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from yggcelery.errors import ConfigError
-from yggcelery.sim import control, ollama, openai
+from yggcelery.sim import control, ollama, openai, surfaces
 from yggcelery.sim.answer import Plan, send
 from yggcelery.sim.config import SimHostConfig
 from yggcelery.sim.control import Faults, RequestRecord
 from yggcelery.sim.gpu import QueueFull, SlotPool
-from yggcelery.sim.metrics import CONTENT_TYPE, HostMetrics
+from yggcelery.sim.metrics import HostMetrics
 from yggcelery.sim.protocol import ApiError, SimRequest, go_timestamp
+from yggcelery.sim.residency import Residency
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +58,7 @@ _PARSERS: dict[str, Callable[[bytes, str], SimRequest]] = {
     "/api/chat": ollama.parse_chat,
     "/api/generate": ollama.parse_generate,
     "/v1/chat/completions": openai.parse_chat,
+    "/v1/completions": openai.parse_completion,
 }
 
 
@@ -61,8 +69,9 @@ class SimHost:
         self.config = config
         self.faults = Faults()
         self.pool = SlotPool(
-            slots=config.slots, max_queue=config.max_queue, time_scale=config.time_scale
+            slots=config.server_parallel, max_queue=config.max_queue, time_scale=config.time_scale
         )
+        self.residency = Residency(keep_alive_s=config.keep_alive_s)
         self.metrics = HostMetrics(host=config.name, model=config.model, pool=self.pool)
         self._records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
         self._rng = random.Random(config.name)
@@ -72,7 +81,7 @@ class SimHost:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._revive: asyncio.TimerHandle | None = None
-        self._started_at = go_timestamp()
+        self.started_at = go_timestamp()
 
     def __repr__(self) -> str:
         state = "down" if self._site is None else "up"
@@ -164,8 +173,12 @@ class SimHost:
         )
 
     def heal(self) -> None:
-        """Clear error_rate, latency and hang (not down: see :meth:`up`)."""
-        self._call(self.faults.heal)
+        """Clear error_rate, latency, hang and parallel (not down: see :meth:`up`)."""
+        self._call(self._heal)
+
+    def set_parallel(self, parallel: int | None) -> None:
+        """Run ``parallel`` requests at once from now (None: as configured), as after a restart."""
+        self._call(lambda: self._set_parallel(parallel))
 
     def status(self) -> dict[str, Any]:
         """What ``GET /sim/status`` answers."""
@@ -182,15 +195,12 @@ class SimHost:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
-        app = web.Application()
-        for path in _PARSERS:
+        server = self.config.server
+        app = web.Application(middlewares=[surfaces.json_not_found(server)])
+        for path in surfaces.model_call_paths(server):
             app.router.add_post(path, self._model_call)
-        app.router.add_get("/", self._root)
-        app.router.add_get("/api/tags", self._tags)
-        app.router.add_get("/api/ps", self._ps)
-        app.router.add_get("/api/version", self._version)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/metrics", self._metrics)
+        for method, path, handler in surfaces.routes(server):
+            app.router.add_route(method, path, functools.partial(handler, self))
         app.router.add_get("/sim/status", self._http_status)
         app.router.add_get("/sim/records", self._http_records)
         app.router.add_post("/sim/reset", self._http_reset)
@@ -227,15 +237,27 @@ class SimHost:
         if self.faults.hang:
             await asyncio.get_running_loop().create_future()  # never answers
         req = _PARSERS[record.endpoint](await request.read(), self.config.model)
+        if req.action != "answer":
+            return self._load(req, chat=record.endpoint == "/api/chat")
         openai_api = record.endpoint.startswith("/v1/")
         if self.faults.error_rate and self._rng.random() < self.faults.error_rate:
             raise openai.server_error() if openai_api else ollama.error(500, ollama.RUNNER_STOPPED)
         if self.faults.latency_s:
             record.latency_s = self.faults.latency_s
             await asyncio.sleep(record.latency_s * self.config.time_scale)
+        self.residency.begin()
+        try:
+            return await self._serve(request, record, req)
+        finally:
+            self.residency.end(req.keep_alive_s)
+
+    async def _serve(
+        self, request: web.Request, record: RequestRecord, req: SimRequest
+    ) -> web.StreamResponse:
         try:
             slot = await self.pool.acquire()
         except QueueFull:
+            openai_api = record.endpoint.startswith("/v1/")
             raise openai.overloaded() if openai_api else ollama.error(503, ollama.BUSY) from None
         served = False
         try:
@@ -247,13 +269,26 @@ class SimHost:
             self.pool.release(slot, service_s=record.service_s if served else None)
             record.finished = time.time()
 
+    def _load(self, req: SimRequest, *, chat: bool) -> web.Response:
+        """An Ollama request with nothing to decode: load (or unload) the model, take no slot."""
+        if req.action == "unload":
+            self.residency.unload()
+        else:
+            self.residency.touch(req.keep_alive_s)
+        return web.json_response(ollama.load_reply(req, chat=chat, created_at=go_timestamp()))
+
     def _plan(
         self, req: SimRequest, record: RequestRecord, slot: int, *, header_service_s: float | None
     ) -> Plan:
         config = self.config
-        service_s = req.service_s if req.service_s is not None else header_service_s
-        if service_s is None:
-            service_s = config.service_s(kind=record.kind, output_tokens=req.output_tokens)
+        tokens = config.tokens_for(req.output_tokens)
+        cut = tokens < config.default_output_tokens  # the answer would have been longer
+        tokens = min(tokens, config.default_output_tokens)
+        asked_s = req.service_s if req.service_s is not None else header_service_s
+        if asked_s is None:
+            service_s = config.service_s(kind=record.kind, output_tokens=tokens)
+        else:  # asked of the kind's own hosts: an overflow host takes 1 / speed as long
+            service_s = asked_s / config.speed_for(record.kind)
         record.slot, record.started, record.service_s = slot, time.time(), service_s
         record.real_service_s = service_s * config.time_scale
         record.model = req.model
@@ -263,31 +298,10 @@ class SimHost:
             wait_s=(record.started - record.arrived) / config.time_scale,
             prefill_s=min(config.base_for(record.kind), service_s),
             service_s=service_s,
-            eval_tokens=config.tokens_for(req.output_tokens),
+            eval_tokens=tokens,
             time_scale=config.time_scale,
+            finish_reason="length" if cut else "stop",
         )
-
-    async def _root(self, _: web.Request) -> web.Response:
-        return web.Response(text="Ollama is running")
-
-    async def _tags(self, _: web.Request) -> web.Response:
-        entry = ollama.model_entry(self.config.model, modified_at=self._started_at)
-        return web.json_response({"models": [entry]})
-
-    async def _ps(self, _: web.Request) -> web.Response:
-        entry = ollama.model_entry(self.config.model, modified_at=self._started_at)
-        del entry["modified_at"]
-        entry.update(expires_at=go_timestamp(time.time() + 300), size_vram=entry["size"])
-        return web.json_response({"models": [entry] if self.pool.busy else []})
-
-    async def _version(self, _: web.Request) -> web.Response:
-        return web.json_response({"version": ollama.VERSION})
-
-    async def _models(self, _: web.Request) -> web.Response:
-        return web.json_response(openai.models(self.config.model, created=int(time.time())))
-
-    async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _http_status(self, _: web.Request) -> web.Response:
         return web.json_response(self._status())
@@ -300,7 +314,7 @@ class SimHost:
         return web.json_response(self._status())
 
     async def _http_heal(self, _: web.Request) -> web.Response:
-        self.faults.heal()
+        self._heal()
         return web.json_response({"faults": asdict(self.faults)})
 
     async def _http_fail(self, request: web.Request) -> web.StreamResponse:
@@ -311,6 +325,8 @@ class SimHost:
         self.faults.update(
             error_rate=change.error_rate, latency_s=change.latency_s, hang=change.hang
         )
+        if change.parallel is not None:
+            self._set_parallel(change.parallel)
         if change.down is False:
             await self.go_up()
         response = web.json_response({"faults": {**asdict(self.faults), "down": change.goes_down}})
@@ -340,8 +356,11 @@ class SimHost:
             "host": self.name,
             "model": self.config.model,
             "kind": self.config.kind,
+            "server": self.config.server,
             "url": self.url,
             "slots": pool.slots,
+            "configured_slots": self.config.slots,
+            "loaded": self.residency.loaded,
             "busy_slots": pool.busy,
             "queue_length": pool.queued,
             "max_queue": pool.max_queue,
@@ -359,6 +378,15 @@ class SimHost:
     def _reset(self) -> None:
         self.pool.reset()
         self._records.clear()
+
+    def _heal(self) -> None:
+        self.faults.heal()
+        self.pool.resize(self.config.server_parallel)
+
+    def _set_parallel(self, parallel: int | None) -> None:
+        self.faults.parallel = parallel
+        self.pool.resize(self.config.server_parallel if parallel is None else parallel)
+        log.info("sim host %s runs %s requests at once", self.name, self.pool.slots)
 
     def _cancel_revive(self) -> None:
         if self._revive is not None:

@@ -5,7 +5,10 @@ Gauges read the live slot pool when scraped, so they never go stale; times are s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
 
 from yggcelery.sim.gpu import SlotPool
 
@@ -61,3 +64,20 @@ class HostMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Families:
+    """A collector of fixed, already built metric families (one scrape's worth)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def render_families(families: Iterable[Metric]) -> bytes:
+    """``families`` as Prometheus text, rendered by prometheus_client (names may hold colons)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)

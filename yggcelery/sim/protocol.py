@@ -6,7 +6,10 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+#: What a model call asks for: an answer, or (Ollama, empty prompt) only to load or unload.
+Action = Literal["answer", "load", "unload"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +25,9 @@ class SimRequest:
     service_s: float | None = None
     #: OpenAI streaming: send a last chunk with ``usage`` (``stream_options.include_usage``).
     include_usage: bool = False
+    action: Action = "answer"
+    #: Ollama's ``keep_alive`` in real seconds (None: the host's default).
+    keep_alive_s: float | None = None
 
 
 class ApiError(Exception):
