@@ -3,9 +3,11 @@
 Generates a realistic file (most issues closed, epics with children, ``blocks`` chains, labels,
 comments, bd-style nanosecond timestamps), then measures in fresh subprocesses so each cold load
 starts from nothing and the peak RSS is that of load + ready() alone (taken before the
-``list_issues()`` timing, which builds all 100,000 models):
+``list_issues()`` timing, which builds all 100,000 models). The cold figure includes every
+line check and the dependency checks (bd's import quirks, cycles), as ``ygg beads ready`` and the
+dispatcher pay them; ``diagnostics`` counts the lines they report:
 
-    .venv/bin/python bench/beads_load.py [--issues 100000] [--runs 5]
+    .venv/bin/python bench/beads_load.py [--issues 100000] [--runs 5] [--rules current|1.0]
 
 Prints the figures and writes them to ``bench/results/beads_load.json``.
 """
@@ -115,25 +117,30 @@ def generate(path: Path, *, issues: int, seed: int = 7) -> None:
 _CHILD = """
 import json, resource, sys, time
 from yggcelery.beads import JsonlStore
-store = JsonlStore(sys.argv[1])
+store = JsonlStore(sys.argv[1], rules=sys.argv[2], report=None)
 t0 = time.perf_counter(); c0 = time.process_time()
 ready = store.ready()
 t1 = time.perf_counter(); c1 = time.process_time()
 again = store.ready(); t2 = time.perf_counter()
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+diagnostics = len(store.problems)
 store.list_issues(); t3 = time.perf_counter()
 print(json.dumps({"cold_s": t1 - t0, "cold_cpu_s": c1 - c0, "cached_s": t2 - t1,
                   "list_issues_s": t3 - t2, "ready": len(ready), "peak_rss_mb": rss_mb,
+                  "diagnostics": diagnostics,
                   "same": [i.id for i in ready] == [i.id for i in again]}))
 """
 
 
-def measure(path: Path, *, runs: int) -> dict[str, object]:
+def measure(path: Path, *, runs: int, rules: str) -> dict[str, object]:
     """Median figures over ``runs`` fresh interpreters."""
     samples = []
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(path)], check=True, capture_output=True, text=True
+            [sys.executable, "-c", _CHILD, str(path), rules],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         samples.append(json.loads(out))
     keys = ("cold_s", "cold_cpu_s", "cached_s", "list_issues_s", "peak_rss_mb")
@@ -141,6 +148,8 @@ def measure(path: Path, *, runs: int) -> dict[str, object]:
         k: round(statistics.median(s[k] for s in samples), 4) for k in keys
     }
     result["ready_issues"] = samples[0]["ready"]
+    result["diagnostics"] = samples[0]["diagnostics"]
+    result["rules"] = rules
     result["cached_equals_cold"] = all(s["same"] for s in samples)
     result["runs"] = runs
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
@@ -151,12 +160,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rules", choices=["current", "1.0"], default="current")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "issues.jsonl"
         generate(path, issues=args.issues)
         figures = {"issues": args.issues, "file_mb": round(path.stat().st_size / 2**20, 1)}
-        figures.update(measure(path, runs=args.runs))
+        figures.update(measure(path, runs=args.runs, rules=args.rules))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     for key, value in figures.items():

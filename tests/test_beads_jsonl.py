@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import yggcelery.beads.jsonl as jsonl_module
 from yggcelery.beads import JsonlStore
-from yggcelery.errors import ClaimConflict, IssueNotFound
+from yggcelery.beads.snapshot import Snapshot, StatKey, parse
+from yggcelery.errors import BeadsFormatError, ClaimConflict, IssueNotFound
 
 MEMORY = '{"_type":"memory","key":"k","value":"v"}'
 
@@ -149,17 +150,21 @@ def test_bad_lines_are_reported_with_line_numbers_and_kept_verbatim(tmp_path: Pa
     assert sorted(p.line_no for p in store.problems) == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("field", ["assignee", "labels"])
 def test_a_line_only_the_full_model_refuses_is_named_and_the_others_still_come(
-    tmp_path: Path,
+    tmp_path: Path, field: str
 ) -> None:
-    """Labels that are not a list pass the light decoding and fail the full model: the models
-    are built in one call, which fails, so each line is validated alone to name the bad one."""
-    lines = [line("bd-1", priority=1), line("bd-2", labels=5), line("bd-3", priority=3)]
+    """An assignee, or labels, that are a number pass the light decoding (which does not read
+    them, or keeps them raw) and fail the full model: that line is named once built, and get()
+    says why it cannot be used."""
+    lines = [line("bd-1", priority=1), line("bd-2", **{field: 5}), line("bd-3", priority=3)]
     store = JsonlStore(write_lines(tmp_path / "issues.jsonl", lines))
     assert [i.id for i in store.ready()] == ["bd-1", "bd-3"]
     assert [i.id for i in store.list_issues()] == ["bd-1", "bd-3"]
     [problem] = store.problems
-    assert problem.line_no == 2 and "labels" in problem.problem
+    assert problem.line_no == 2 and field in problem.problem and problem.refused
+    with pytest.raises(BeadsFormatError, match=rf"line 2: invalid issue: {field}"):
+        store.get("bd-2")
 
 
 def test_crlf_lines_and_spaced_separators_are_read_and_kept(tmp_path: Path) -> None:
@@ -174,8 +179,12 @@ def test_crlf_lines_and_spaced_separators_are_read_and_kept(tmp_path: Path) -> N
 def test_an_unchanged_file_is_not_parsed_again(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache is keyed on the file's stat: a second read parses nothing; a change re-parses."""
     calls: list[Path] = []
-    real = jsonl_module.parse
-    monkeypatch.setattr(jsonl_module, "parse", lambda *a: calls.append(a[0]) or real(*a))
+
+    def counting(path: Path, content: bytes, key: StatKey | None) -> Snapshot:
+        calls.append(path)
+        return parse(path, content, key)
+
+    monkeypatch.setattr(jsonl_module, "parse", counting)
     store = JsonlStore(path)
     store.ready()
     store.list_issues()
@@ -288,3 +297,141 @@ def test_a_batch_keeps_malformed_lines_and_every_other_byte(tmp_path: Path) -> N
     assert [n for n, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [0]
     assert b"{not json" in after
     assert [p.line_no for p in store.problems] == [3]
+
+
+# -- the hand-made bad file, and how problems are reported --------------------------------------
+
+CUT = '{"id":"bd-2","title":"cut mid-JS'
+BAD_FILE = [
+    line("bd-1", priority=1),
+    CUT,
+    line("bd-3", priority=9),
+    line("bd-4", status="review"),
+    line("bd-5", dependencies=[dep("bd-5", "bd-4")]),
+    line("bd-6"),
+]
+
+
+def test_the_hand_made_bad_file_reports_each_bad_line_once_and_keeps_it_through_a_close(
+    tmp_path: Path,
+) -> None:
+    """A line cut mid-JSON, priority 9, an unknown status: each named once with its line; the
+    other issues are listed; the review issue is never ready and blocks bd-5; closing bd-6
+    leaves the bad lines byte for byte, still reported on the same lines."""
+    path = write_lines(tmp_path / "issues.jsonl", BAD_FILE)
+    store = JsonlStore(path, report=None)
+    assert [i.id for i in store.list_issues()] == ["bd-1", "bd-3", "bd-4", "bd-5", "bd-6"]
+    assert [i.id for i in store.ready()] == ["bd-1", "bd-6", "bd-3"]
+    found = store.problems
+    assert [(d.line_no, d.refused) for d in found] == [(2, True), (3, True), (4, True)]
+    assert found[0].problem.startswith("invalid JSON (")
+    assert found[1].problem.startswith("priority 9 outside 0..4")
+    assert found[2].problem.startswith("unknown status 'review'")
+    before = path.read_bytes().split(b"\n")
+    store.close("bd-6", reason="done", actor="ygg")
+    after = path.read_bytes().split(b"\n")
+    assert [n for n, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [5]
+    assert after[1] == CUT.encode() and after[2:4] == before[2:4]
+    assert [d.line_no for d in store.problems] == [2, 3, 4]
+
+
+def test_each_problem_is_reported_once_however_often_the_file_is_read_or_rewritten(
+    tmp_path: Path,
+) -> None:
+    """The store hands each (issue or line, problem) to ``report`` once: reads, a write that
+    moves lines, and a batch report nothing twice; a new problem is reported when it appears."""
+    reported: list[str] = []
+    path = write_lines(tmp_path / "issues.jsonl", BAD_FILE)
+    store = JsonlStore(path, report=lambda found: reported.extend(str(d) for d in found))
+    store.ready()
+    store.ready("oldest")
+    store.get("bd-1")
+    store.create("new first", actor="ygg")
+    with store.batch():
+        store.claim("bd-1", actor="ygg")
+        store.close("bd-1", reason="done", actor="ygg")
+    store.list_issues()
+    assert len(reported) == 3 and [r.split(":")[0] for r in reported] == [
+        f"beads file {path} line {n}" for n in (2, 3, 4)
+    ]
+    path.write_bytes(path.read_bytes() + b'{"id":"bd-7","title":"t","status":"later"}\n')
+    store.ready()
+    assert len(reported) == 4 and "line 8: unknown status 'later'" in reported[-1]
+
+
+def test_a_problem_found_later_on_a_reported_line_is_reported_alone(tmp_path: Path) -> None:
+    """get() reports a line's own problem; the dependency check that comes with ready() adds
+    only the new one, not the line's problem again."""
+    reported: list[str] = []
+    lines = [line("bd-1", priority=9, dependencies=[dep("bd-1", "bd-gone")])]
+    store = JsonlStore(write_lines(tmp_path / "issues.jsonl", lines),
+                       report=lambda found: reported.extend(d.problem for d in found))  # fmt: skip
+    store.get("bd-1")
+    store.ready()
+    assert len(reported) == 2
+    assert reported[0].startswith("priority 9") and reported[1].startswith("blocks dependency")
+    assert len(store.problems) == 1 and len(store.problems[0].problems) == 2
+
+
+def test_by_default_bad_lines_are_logged_once_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dispatcher's stores log one warning per bad line, not one per poll."""
+    store = JsonlStore(write_lines(tmp_path / "issues.jsonl", BAD_FILE))
+    for _ in range(3):
+        store.ready()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and all(" line " in w for w in warnings)
+
+
+def test_dependency_problems_are_named_on_the_line_that_holds_the_dependency(
+    tmp_path: Path,
+) -> None:
+    """A dependency on a missing id, a cycle, and a line with two problems: one diagnostic per
+    line, warnings (bd's import drops those edges) next to errors; an open issue with closed_at
+    is still open."""
+    lines = [
+        line("bd-a", dependencies=[dep("bd-a", "bd-gone")]),
+        line("bd-b", dependencies=[dep("bd-b", "bd-c")]),
+        line("bd-c", issue_type="quest", dependencies=[dep("bd-c", "bd-b")]),
+        line("bd-d", closed_at="2026-01-02T00:00:00Z"),
+    ]
+    store = JsonlStore(write_lines(tmp_path / "issues.jsonl", lines), report=None)
+    assert [i.id for i in store.ready()] == ["bd-a", "bd-c", "bd-d"]
+    found = {d.line_no: d for d in store.problems}
+    assert sorted(found) == [1, 3, 4]
+    assert "dependency on bd-gone, which is not in the file" in found[1].problem
+    assert found[3].problem.startswith("unknown issue type 'quest'")
+    assert "closes the cycle bd-c -> bd-b -> bd-c" in found[3].problem
+    assert [found[n].severity for n in (1, 3, 4)] == ["warning", "warning", "error"]
+
+
+def test_a_schema_header_and_current_bd_fields_survive_a_rewrite(tmp_path: Path) -> None:
+    """Newer exports start with {"_schema": ...} and carry is_blocked and lease fields: the
+    header is skipped and kept byte for byte, the fields kept on the issue and in its line."""
+    header = '{"_schema": "beads-jsonl/1"}'
+    lease = {"lease_expires_at": "2026-01-01T01:00:00Z", "heartbeat_at": "2026-01-01T00:30:00Z"}
+    leased = line("bd-2", status="in_progress", assignee="ygg", is_blocked=False, **lease)
+    path = write_lines(tmp_path / "issues.jsonl", [header, line("bd-1"), leased])
+    store = JsonlStore(path, report=None)
+    assert store.problems == []
+    assert store.get("bd-2").model_extra == {"is_blocked": False, **lease}
+    store.close("bd-2", reason="done", actor="ygg")
+    lines = path.read_text().splitlines()
+    assert lines[0] == header and lines[1] == line("bd-1")
+    assert json.loads(lines[2])["lease_expires_at"] == "2026-01-01T01:00:00Z"
+
+
+def test_children_get_bd_style_ids_and_a_parent_child_dependency(tmp_path: Path) -> None:
+    """create(parent=P): id P.N one past the highest child, parent-child first, blockers after."""
+    path = write_lines(tmp_path / "issues.jsonl", [line("ab-x1"), line("ab-x1.2"), line("ab-y")])
+    store = JsonlStore(path)
+    child = store.create("child", parent="ab-x1", depends_on=["ab-y"], actor="ygg")
+    assert child.id == "ab-x1.3"
+    assert [(d.depends_on_id, d.type) for d in child.dependencies] == [
+        ("ab-x1", "parent-child"),
+        ("ab-y", "blocks"),
+    ]
+    assert store.create("grandchild", parent=child.id, actor="ygg").id == "ab-x1.3.1"
+    with pytest.raises(IssueNotFound):
+        store.create("orphan", parent="ab-nope", actor="ygg")

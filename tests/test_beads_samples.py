@@ -13,14 +13,47 @@ from pathlib import Path
 import pytest
 from beads_helpers import ATARI, ORGANICE, SKYHOOK, copy_sample
 
-from yggcelery.beads import JsonlStore, ready
+from yggcelery.beads import JsonlStore, RuleSetName, ready
+from yggcelery.settings import SortOrder
 
-# organice: 7 open issues, every parent closed, no blocks deps -> all 7 ready.
-# p1: 6ic (19:48:20.93) newer than b5e (19:48:19.03); p2 newest first: a7a, s2v, 44c, 35c, f9s.
-ORGANICE_BY_PRIORITY = ["organice-6ic", "organice-b5e", "organice-a7a", "organice-s2v",
-                        "organice-44c", "organice-35c", "organice-f9s"]  # fmt: skip
+# organice: 7 open issues, every parent closed, no blocks deps, no epic, no "human" label -> all 7
+# ready under both rule sets. created_at in whole seconds (rounded), all 2026-01-06 +01:00:
+# f9s 18:52:26, 35c 18:52:27, 44c 18:52:53, s2v 18:52:55, a7a 18:52:56 (p2);
+# b5e 19:48:19, 6ic 19:48:21 (p1). No two in one second.
+ORGANICE_1_0 = ["organice-6ic", "organice-b5e", "organice-a7a", "organice-s2v",
+                "organice-44c", "organice-35c", "organice-f9s"]  # fmt: skip
+ORGANICE_CURRENT = ["organice-b5e", "organice-6ic", "organice-f9s", "organice-35c",
+                    "organice-44c", "organice-s2v", "organice-a7a"]  # fmt: skip
 ORGANICE_OLDEST = ["organice-f9s", "organice-35c", "organice-44c", "organice-s2v",
                    "organice-a7a", "organice-b5e", "organice-6ic"]  # fmt: skip
+
+# The ready set and order of every sample under both rule sets. skyhook: the open epic (p1) is
+# all that is open (its six children are closed); 1.0 hands out epics, current bd does not.
+# atari: everything closed or deleted.
+EVERY_SAMPLE = [
+    (ORGANICE, "1.0", "priority", ORGANICE_1_0),
+    (ORGANICE, "current", "priority", ORGANICE_CURRENT),
+    (ORGANICE, "1.0", "oldest", ORGANICE_OLDEST),
+    (ORGANICE, "current", "oldest", ORGANICE_OLDEST),
+    (SKYHOOK, "1.0", "priority", ["skyhook-gld"]),
+    (SKYHOOK, "current", "priority", []),
+    (SKYHOOK, "1.0", "oldest", ["skyhook-gld"]),
+    (SKYHOOK, "current", "oldest", []),
+    (ATARI, "1.0", "priority", []),
+    (ATARI, "current", "priority", []),
+    (ATARI, "1.0", "oldest", []),
+    (ATARI, "current", "oldest", []),
+]
+
+
+@pytest.mark.parametrize(("sample", "rules", "sort", "expected"), EVERY_SAMPLE)
+def test_every_sample_ready_set_and_order_under_both_rule_sets(
+    sample: Path, rules: RuleSetName, sort: SortOrder, expected: list[str]
+) -> None:
+    """The store and ready() on the full models agree with the hand-worked answer."""
+    store = JsonlStore(sample, rules=rules)
+    assert [i.id for i in store.ready(sort)] == expected
+    assert [i.id for i in ready(store.list_issues(), sort=sort, rules=rules)] == expected
 
 
 @pytest.mark.parametrize(
@@ -34,51 +67,45 @@ ORGANICE_OLDEST = ["organice-f9s", "organice-35c", "organice-44c", "organice-s2v
 def test_every_issue_of_each_sample_is_read_with_its_status(
     sample: Path, counts: dict[str, int]
 ) -> None:
-    """Each sample yields every issue line, counted by status, and no problems."""
+    """Each sample yields every issue line, counted by status, and nothing to report: not one
+    line bd would refuse, no dependency its import would drop."""
     store = JsonlStore(sample)
     assert Counter(i.status for i in store.list_issues()) == counts
     assert store.problems == []
+    assert store.check() == []
 
 
-def test_organice_ready_set_in_priority_order() -> None:
-    """Children of closed parents are ready; priority first, then newest first."""
-    assert [i.id for i in JsonlStore(ORGANICE).ready()] == ORGANICE_BY_PRIORITY
-
-
-def test_organice_ready_set_oldest_first() -> None:
-    """The oldest order is creation time ascending across offsets."""
-    assert [i.id for i in JsonlStore(ORGANICE).ready("oldest")] == ORGANICE_OLDEST
-
-
-def test_organice_hybrid_order_is_oldest_first_when_nothing_is_recent() -> None:
-    """With every issue older than 48 h, hybrid is the oldest order."""
+@pytest.mark.parametrize("rules", ["1.0", "current"])
+def test_organice_hybrid_order_is_oldest_first_when_nothing_is_recent(rules: RuleSetName) -> None:
+    """With every issue older than 48 h, hybrid is the oldest order (both rule sets)."""
     issues = JsonlStore(ORGANICE).list_issues()
-    picked = ready(issues, sort="hybrid", now=datetime(2026, 3, 1, tzinfo=UTC))
+    picked = ready(issues, sort="hybrid", now=datetime(2026, 3, 1, tzinfo=UTC), rules=rules)
     assert [i.id for i in picked] == ORGANICE_OLDEST
 
 
-def test_organice_hybrid_puts_recent_issues_first_by_priority() -> None:
+@pytest.mark.parametrize("rules", ["1.0", "current"])
+def test_organice_hybrid_puts_recent_issues_first_by_priority(rules: RuleSetName) -> None:
     """One hour after the last creation every issue is recent: hybrid sorts by priority, then
-    oldest first within a priority."""
+    oldest first within a priority (both rule sets)."""
     issues = JsonlStore(ORGANICE).list_issues()
-    picked = ready(issues, sort="hybrid", now=datetime(2026, 1, 6, 20, 0, tzinfo=UTC))
+    now = datetime(2026, 1, 6, 20, 0, tzinfo=UTC)
+    picked = ready(issues, sort="hybrid", now=now, rules=rules)
     assert [i.id for i in picked] == ["organice-b5e", "organice-6ic", "organice-f9s",
                                       "organice-35c", "organice-44c", "organice-s2v",
                                       "organice-a7a"]  # fmt: skip
 
 
-def test_skyhook_only_the_open_epic_is_ready() -> None:
-    """Its six children are closed, so the epic alone is ready."""
-    assert [i.id for i in JsonlStore(SKYHOOK).ready()] == ["skyhook-gld"]
-
-
-def test_skyhook_reopened_blocker_blocks_what_depends_on_it(tmp_path: Path) -> None:
-    """Reopening gld.1 and gld.2: gld.2 is blocked by gld.1 (open); gld.1 (p0) and the epic (p1)
-    are ready."""
-    store = JsonlStore(copy_sample(SKYHOOK, tmp_path))
+@pytest.mark.parametrize(("rules", "expected"), [("1.0", ["skyhook-gld.1", "skyhook-gld"]),
+                                                  ("current", ["skyhook-gld.1"])])  # fmt: skip
+def test_skyhook_reopened_blocker_blocks_what_depends_on_it(
+    tmp_path: Path, rules: RuleSetName, expected: list[str]
+) -> None:
+    """Reopening gld.1 and gld.2: gld.2 is blocked by gld.1 (open); gld.1 (p0) is ready, and
+    the epic (p1) too where epics are handed out."""
+    store = JsonlStore(copy_sample(SKYHOOK, tmp_path), rules=rules)
     store.reopen("skyhook-gld.1", actor="t")
     store.reopen("skyhook-gld.2", actor="t")
-    assert [i.id for i in store.ready()] == ["skyhook-gld.1", "skyhook-gld"]
+    assert [i.id for i in store.ready()] == expected
 
 
 def test_skyhook_integer_comment_ids_are_read() -> None:
@@ -96,13 +123,14 @@ def test_atari_has_nothing_ready_and_keeps_rust_port_fields() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("rules", ["1.0", "current"])
 @pytest.mark.parametrize("sample", [ORGANICE, SKYHOOK, ATARI])
-def test_store_and_pure_function_agree(sample: Path) -> None:
+def test_store_and_pure_function_agree(sample: Path, rules: RuleSetName) -> None:
     """The store's fast path and ``ready()`` on full models give the same answer."""
-    store = JsonlStore(sample)
+    store = JsonlStore(sample, rules=rules)
     for sort in ("priority", "oldest", "hybrid"):
-        expected = [i.id for i in ready(store.list_issues(), sort=sort)]  # type: ignore[arg-type]
-        assert [i.id for i in store.ready(sort)] == expected  # type: ignore[arg-type]
+        expected = [i.id for i in ready(store.list_issues(), sort=sort, rules=rules)]
+        assert [i.id for i in store.ready(sort)] == expected
 
 
 @pytest.mark.parametrize(("sample", "issue_id"), [(ORGANICE, "organice-6ic"),

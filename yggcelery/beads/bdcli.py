@@ -3,9 +3,16 @@
 With bd 1.x the truth is a Dolt database and every write must go through bd. Each call runs
 ``bd <command> --json --actor NAME`` with ``BEADS_DIR`` pinned to the workspace, one bd process at
 a time (a thread lock plus a file lock beside the workspace, as bd asks). bd prints indented JSON,
-so all of stdout is parsed; plain arrays, single objects and the 2.0 envelope
-``{"schema_version": 1, "data": ...}`` are all accepted. A failure is a non-zero exit with
-``{"error", "code"}`` on stderr, mapped onto the error tree by :func:`bd_error`.
+so all of stdout is parsed, in the shapes of every era: plain arrays, single objects, ``null``
+for nothing, and current bd's envelope ``{"schema_version": 1, "data": ...}``; issues with or
+without current bd's extras (``is_blocked``, ``lease_expires_at``/``heartbeat_at``, the counts
+of ``IssueWithCounts``), which stay on the model as unknown fields. ``bd show`` lists
+dependencies as the issues depended on (``id`` plus ``dependency_type``); they become
+dependency records. A failure is a non-zero exit with ``{"error", "code"}`` on stderr, mapped
+onto the error tree by :func:`bd_error`.
+
+``bd ready --json`` decides what is ready and in what order: the store returns its answer as it
+is, and never applies :mod:`yggcelery.beads.ready`'s rules on top.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from pydantic import ValidationError
 
+from yggcelery.beads.diagnostics import Diagnostic
 from yggcelery.beads.model import Comment, Issue
 from yggcelery.errors import (
     BdCommandError,
     BeadsError,
-    BeadsFormatError,
     ClaimConflict,
     IssueNotFound,
     PermanentBdError,
@@ -67,22 +75,23 @@ class BdCliStore:
         return f"<BdCliStore {self.beads_dir} binary={self.binary} actor={self.actor}>"
 
     @property
-    def problems(self) -> list[BeadsFormatError]:
+    def problems(self) -> list[Diagnostic]:
         """bd validates its own data, so there are never bad lines to report."""
         return []
 
     def list_issues(self) -> list[Issue]:
-        return _issues(self.run("list", "--all", "--limit", "0"))
+        return self.issues("list", "--all", "--limit", "0")
 
     def ready(self, sort: SortOrder = "priority") -> list[Issue]:
-        return _issues(self.run("ready", "--limit", "0", "--sort", sort))
+        """bd's own answer, in bd's order."""
+        return self.issues("ready", "--limit", "0", "--sort", sort)
 
     def get(self, issue_id: str) -> Issue:
-        return self._one(issue_id, self.run("show", issue_id))
+        return self._one(issue_id, "show", issue_id)
 
     def claim(self, issue_id: str, *, actor: str) -> Issue:
         try:
-            return self._one(issue_id, self.run("update", issue_id, "--claim", actor=actor))
+            return self._one(issue_id, "update", issue_id, "--claim", actor=actor)
         except ClaimConflict:
             issue = self.get(issue_id)
             if issue.assignee == actor and issue.status == "in_progress":
@@ -95,16 +104,16 @@ class BdCliStore:
         args = ["update", issue_id, "--status", status]
         if note:
             args += ["--append-notes", note]
-        return self._one(issue_id, self.run(*args, actor=actor))
+        return self._one(issue_id, *args, actor=actor)
 
     def reopen(self, issue_id: str, *, note: str | None = None, actor: str) -> Issue:
         args = ["update", issue_id, "--status", "open", "--assignee", ""]
         if note:
             args += ["--append-notes", note]
-        return self._one(issue_id, self.run(*args, actor=actor))
+        return self._one(issue_id, *args, actor=actor)
 
     def close(self, issue_id: str, *, reason: str, actor: str) -> Issue:
-        return self._one(issue_id, self.run("close", issue_id, "--reason", reason, actor=actor))
+        return self._one(issue_id, "close", issue_id, "--reason", reason, actor=actor)
 
     def add_comment(self, issue_id: str, text: str, *, author: str) -> Comment:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as fh:
@@ -113,7 +122,7 @@ class BdCliStore:
             data = self.run("comments", "add", issue_id, "-f", fh.name, actor=author)
         if isinstance(data, list):
             data = data[0] if data else {}
-        return Comment.model_validate(_strip(data))
+        return Comment.model_validate(_strip("comments", data))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -132,19 +141,19 @@ class BdCliStore:
         acceptance_criteria: str = "",
         metadata: Any = None,
         depends_on: Sequence[str] = (),
+        parent: str | None = None,
         actor: str,
     ) -> Issue:
         args = ["create", "-p", str(priority), "-t", issue_type]
         optional = {"-l": ",".join(labels), "-d": description, "--design": design,
-                    "--acceptance": acceptance_criteria,
+                    "--acceptance": acceptance_criteria, "--parent": parent or "",
                     "--deps": ",".join(f"blocks:{d}" for d in depends_on)}  # fmt: skip
         if metadata is not None:
             optional["--metadata"] = json.dumps(metadata)
         for flag, value in optional.items():
             if value:
                 args += [flag, value]
-        data = self.run(*args, "--", title, actor=actor)
-        return _issues(data)[0]
+        return self.issues(*args, "--", title, actor=actor)[0]
 
     def run(self, *args: str, actor: str | None = None) -> Any:
         """Run one bd command and return its decoded JSON answer (the envelope removed)."""
@@ -163,8 +172,12 @@ class BdCliStore:
             raise bd_error(name, done.stderr, args[1] if len(args) > 1 else "")
         return _decode(name, done.stdout)
 
-    def _one(self, issue_id: str, data: Any) -> Issue:
-        issues = _issues(data)
+    def issues(self, *args: str, actor: str | None = None) -> list[Issue]:
+        """Run one bd command and read its answer as issues."""
+        return _issues(args[0], self.run(*args, actor=actor))
+
+    def _one(self, issue_id: str, *args: str, actor: str | None = None) -> Issue:
+        issues = self.issues(*args, actor=actor)
         if not issues:
             raise IssueNotFound(issue_id, f"bd workspace {self.beads_dir}")
         return issues[0]
@@ -201,17 +214,37 @@ def _decode(command: str, stdout: str) -> Any:
     return data
 
 
-def _strip(obj: Any) -> Any:
+def _strip(command: str, obj: Any) -> dict[str, Any]:
+    """The object bd answered, without its ``schema_version``."""
     if not isinstance(obj, dict):
-        raise PermanentBdError("?", f"expected a JSON object, got {type(obj).__name__}")
+        raise PermanentBdError(command, f"expected a JSON object, got {type(obj).__name__}")
     return {k: v for k, v in obj.items() if k != "schema_version"}
 
 
-def _issues(data: Any) -> list[Issue]:
+def _issues(command: str, data: Any) -> list[Issue]:
     rows = data if isinstance(data, list) else [data]
-    return [
-        Issue.model_validate(_strip(row)) for row in rows if isinstance(row, dict) and "id" in row
-    ]
+    return [_issue(command, row) for row in rows if isinstance(row, dict) and "id" in row]
+
+
+def _issue(command: str, row: dict[str, Any]) -> Issue:
+    """One issue of a bd answer, its dependencies as records whatever shape bd gave them."""
+    fields = _strip(command, row)
+    deps = fields.get("dependencies")
+    if isinstance(deps, list):
+        fields["dependencies"] = [_dependency(fields["id"], dep) for dep in deps]
+    try:
+        return Issue.model_validate(fields)
+    except ValidationError as exc:
+        problem = f"answer has an unusable issue {fields['id']}: {exc.errors()[0]['msg']}"
+        raise PermanentBdError(command, problem) from exc
+
+
+def _dependency(issue_id: str, dep: Any) -> Any:
+    """``bd show`` lists an issue depended on, with ``dependency_type``: a record of it."""
+    if not isinstance(dep, dict) or "depends_on_id" in dep or "id" not in dep:
+        return dep
+    kind = dep.get("dependency_type") or dep.get("type") or "blocks"
+    return {"issue_id": issue_id, "depends_on_id": dep["id"], "type": kind}
 
 
 __all__ = ["BdCliStore", "BdCommandError", "bd_error"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -30,7 +31,9 @@ from yggcelery.beads.jsonl import JsonlStore
 from yggcelery.beads.model import PRIORITY_RANGE, Issue
 from yggcelery.beads.ready import RULE_SETS, rules_named
 from yggcelery.beads.store import BeadsStore, open_store
+from yggcelery.cancel import cancel_bead
 from yggcelery.cli.context import Context, pass_context
+from yggcelery.ledger import Ledger
 
 #: Fields every JSON answer carries, whatever else the issue has.
 SUMMARY_FIELDS = ("id", "title", "priority", "status", "issue_type", "labels", "assignee")
@@ -162,6 +165,7 @@ def close_command(
     """Close an issue with a reason."""
     store = _store(ctx, beads_file)
     issue = store.close(issue_id, reason=reason, actor=ctx.settings.beads.actor)
+    _stop_running_attempt(ctx, issue_id)
     _print_issue(store, issue, as_json)
 
 
@@ -176,6 +180,7 @@ def block_command(
     """Mark an issue blocked, with the reason in its notes."""
     store = _store(ctx, beads_file)
     issue = store.set_status(issue_id, "blocked", note=reason, actor=ctx.settings.beads.actor)
+    _stop_running_attempt(ctx, issue_id)
     _print_issue(store, issue, as_json)
 
 
@@ -186,7 +191,20 @@ def block_command(
 def reopen_command(ctx: Context, beads_file: Path | None, as_json: bool, issue_id: str) -> None:
     """Put an issue back to open, unassigned."""
     store = _store(ctx, beads_file)
-    _print_issue(store, store.reopen(issue_id, actor=ctx.settings.beads.actor), as_json)
+    issue = store.reopen(issue_id, actor=ctx.settings.beads.actor)
+    _stop_running_attempt(ctx, issue_id)
+    _print_issue(store, issue, as_json)
+
+
+def _stop_running_attempt(ctx: Context, issue_id: str) -> None:
+    """A person changed the issue: if an attempt of it runs now, its worker drops the model
+    call at once (:mod:`yggcelery.cancel`). Without Redis, reconcile does it when it can."""
+    try:
+        task = cancel_bead(Ledger.from_settings(ctx.settings), issue_id)
+    except redis.RedisError:
+        return
+    if task is not None:
+        click.echo(f"{issue_id}: attempt {task} is being stopped on its worker", err=True)
 
 
 def _store(ctx: Context, beads_file: Path | None, rules: str | None = None) -> BeadsStore:
@@ -219,7 +237,12 @@ def _split(text: str) -> list[str]:
 
 
 def _as_json(issue: Issue) -> dict[str, Any]:
+    """The summary fields, every field that is not a default, and each dependency whole (its
+    type too, when that is the default ``blocks``)."""
     data = issue.model_dump(mode="json", exclude_defaults=True)
+    if issue.dependencies:
+        data["dependencies"] = [d.model_dump(mode="json", exclude_none=True)
+                                for d in issue.dependencies]  # fmt: skip
     return {**{key: getattr(issue, key) for key in SUMMARY_FIELDS}, **data}
 
 

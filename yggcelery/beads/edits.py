@@ -110,10 +110,12 @@ def new_issue(
     fields: Obj,
     labels: Sequence[str],
     depends_on: Sequence[str],
+    parent: str | None = None,
     actor: str,
     now: datetime,
 ) -> Obj:
-    """A new open issue line, keys in bd's order, empty values left out as bd does."""
+    """A new open issue line, keys in bd's order, empty values left out as bd does; a child of
+    ``parent`` gets a ``parent-child`` dependency on it before its blockers."""
     stamp = format_timestamp(now)
     obj: Obj = {"id": issue_id, "title": title}
     for key in ("description", "design", "acceptance_criteria"):
@@ -125,11 +127,13 @@ def new_issue(
         obj["labels"] = list(labels)
     if fields.get("metadata") is not None:
         obj["metadata"] = fields["metadata"]
-    if depends_on:
+    links = [(parent, "parent-child")] if parent else []
+    links += [(target, "blocks") for target in depends_on]
+    if links:
         obj["dependencies"] = [
-            {"issue_id": issue_id, "depends_on_id": target, "type": "blocks",
+            {"issue_id": issue_id, "depends_on_id": target, "type": kind,
              "created_at": stamp, "created_by": actor}
-            for target in depends_on
+            for target, kind in links
         ]  # fmt: skip
     return obj
 
@@ -139,6 +143,17 @@ def id_prefix(ids: Iterable[str]) -> str:
     else ``bd``."""
     counts = Counter(i.split(".", 1)[0].rsplit("-", 1)[0] for i in ids if "-" in i)
     return counts.most_common(1)[0][0] if counts else "bd"
+
+
+def child_id(parent: str, taken: Iterable[str]) -> str:
+    """bd's id for the next child of ``parent``: ``parent.N``, one past the highest N taken."""
+    stem = f"{parent}."
+    numbers = [
+        int(rest)
+        for i in taken
+        if i.startswith(stem) and (rest := i[len(stem) :]).isascii() and rest.isdigit()
+    ]
+    return f"{stem}{max(numbers, default=0) + 1}"
 
 
 def new_id(prefix: str, title: str, taken: Collection[str]) -> str:

@@ -10,13 +10,17 @@ it changes and writes the whole file atomically: a temporary file in the same fo
 rename, fsync of the folder. Every other line keeps its bytes and its place, memory lines and bad
 lines included, so two processes closing different issues lose neither update and a claim is
 atomic across processes. Writers that ignore the lock (bd itself, an editor) can still race it.
+
+Readiness follows one of bd's rule sets (:mod:`yggcelery.beads.ready`, ``"current"`` unless told).
+What is wrong with a line is reported once per issue (or line) and problem, through ``report``
+(a log warning unless told otherwise: the CLI prints them itself), and listed by ``problems``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import logging
 import os
 import tempfile
 import threading
@@ -28,13 +32,20 @@ from typing import Any
 from filelock import FileLock
 
 from yggcelery.beads import edits
+from yggcelery.beads.diagnostics import Diagnostic, Report, log_diagnostics
+from yggcelery.beads.edges import DELETED_STATUS
 from yggcelery.beads.model import Comment, Issue, utc_now
-from yggcelery.beads.ready import DELETED_STATUS
-from yggcelery.beads.snapshot import Snapshot, StatKey, add_line, gc_paused, parse
-from yggcelery.errors import BeadsFormatError, IssueNotFound
+from yggcelery.beads.ready import RuleSetName, rules_named
+from yggcelery.beads.snapshot import (
+    Snapshot,
+    StatKey,
+    add_line,
+    gc_paused,
+    parse,
+    problems_after_edit,
+)
+from yggcelery.errors import IssueNotFound
 from yggcelery.settings import SortOrder
-
-log = logging.getLogger(__name__)
 
 #: Seconds to wait for another process's write before giving up.
 LOCK_TIMEOUT_S = 60.0
@@ -44,8 +55,19 @@ _NEW_FILE_MODE = 0o644
 class JsonlStore:
     """A :class:`~yggcelery.beads.store.BeadsStore` over one JSONL file."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = LOCK_TIMEOUT_S):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        rules: RuleSetName = "current",
+        report: Report | None = log_diagnostics,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+    ) -> None:
         self.path = Path(path)
+        self.rules = rules_named(rules)
+        self._report = report
+        self._reported: set[tuple[str | bytes, str]] = set()
+        self._last_seen: list[Diagnostic] | None = None
         self._file_lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
         self._mutex = threading.RLock()
         self._snap: Snapshot | None = None
@@ -57,32 +79,50 @@ class JsonlStore:
         snap = self._snap
         issues = len(snap.heads) if snap else "?"
         problems = len(snap.problems) if snap else 0
-        return f"<JsonlStore {self.path} issues={issues} problems={problems}>"
+        return f"<JsonlStore {self.path} rules={self.rules.name} issues={issues} bad={problems}>"
 
     # -- reads ---------------------------------------------------------------------------------
 
     @property
-    def problems(self) -> list[BeadsFormatError]:
-        return list(self._snap.problems) if self._snap else []
+    def problems(self) -> list[Diagnostic]:
+        """Every questionable line of the file as last read, dependency checks included."""
+        with self._mutex:
+            snap = self._snap or self._read()
+            return list(snap.diagnostics(dependencies=True))
+
+    def check(self) -> list[Diagnostic]:
+        """Build every line's full model too: the complete diagnostics of the file."""
+        self.list_issues()
+        return self.problems
 
     def list_issues(self) -> list[Issue]:
         snap = self._read()
         with gc_paused():
             issues = [snap.issue(line) for line in sorted(snap.heads)]
+        self._report_new()
         return [issue for issue in issues if issue is not None]
 
     def ready(self, sort: SortOrder = "priority") -> list[Issue]:
         snap = self._read()
-        chosen = snap.readiness.pick(sort=sort)
+        chosen = snap.readiness(self.rules).pick(sort=sort)
         with gc_paused():
             issues = [snap.issue_by_id(str(head.id)) for head in chosen]
+        self._report_new()
         return [issue for issue in issues if issue is not None]
 
     def get(self, issue_id: str) -> Issue:
-        issue = self._read().issue_by_id(issue_id)
-        if issue is None:
-            raise IssueNotFound(issue_id, str(self.path))
-        return issue
+        """One issue; :class:`IssueNotFound` when absent, ``BeadsFormatError`` naming the line
+        when its line cannot be used."""
+        snap = self._read()
+        issue = snap.issue_by_id(issue_id)
+        self._report_new()
+        if issue is not None:
+            return issue
+        line = snap.index.get(issue_id)
+        bad = [d for d in snap.diagnostics() if line is not None and d.line_no == line + 1]
+        if bad:
+            raise bad[0].as_error()
+        raise IssueNotFound(issue_id, str(self.path))
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -122,18 +162,23 @@ class JsonlStore:
         acceptance_criteria: str = "",
         metadata: Any = None,
         depends_on: Sequence[str] = (),
+        parent: str | None = None,
         actor: str,
     ) -> Issue:
         fields = {"priority": priority, "issue_type": issue_type, "description": description,
                   "design": design, "acceptance_criteria": acceptance_criteria,
                   "metadata": metadata}  # fmt: skip
         with self._writing() as snap:
-            for target in depends_on:
+            for target in [*depends_on, *([parent] if parent else [])]:
                 if target not in snap.index:
                     raise IssueNotFound(target, str(self.path))
-            issue_id = edits.new_id(edits.id_prefix(snap.index), title, snap.index)
+            if parent:
+                issue_id = edits.child_id(parent, snap.index)
+            else:
+                issue_id = edits.new_id(edits.id_prefix(snap.index), title, snap.index)
             obj = edits.new_issue(issue_id, title, fields=fields, labels=labels,
-                                  depends_on=depends_on, actor=actor, now=utc_now())  # fmt: skip
+                                  depends_on=depends_on, parent=parent, actor=actor,
+                                  now=utc_now())  # fmt: skip
             lines = list(snap.lines)
             at = len(lines) - 1 if lines and lines[-1] == b"" else len(lines)
             lines.insert(at, edits.dumps(obj))
@@ -192,8 +237,8 @@ class JsonlStore:
         if old is not None and snap.index.get(str(old.id)) == number:
             del snap.index[str(old.id)]
         snap.models.pop(number, None)
-        snap.problems = [p for p in snap.problems if p.line_no != number + 1]
-        snap.reset_readiness()
+        snap.problems.pop(number, None)
+        snap.reset_derived()
         snap.key = None
         add_line(snap, number, raw)
         self._dirty = True
@@ -239,11 +284,7 @@ class JsonlStore:
                 if number in snap.models:
                     fresh.models[moved(number)] = snap.models[number]
         fresh.index = {str(head.id): number for number, head in fresh.heads.items()}
-        fresh.problems = [
-            BeadsFormatError(p.path, moved(p.line_no - 1) + 1, p.problem)
-            for p in snap.problems
-            if inserted or p.line_no != changed + 1
-        ]
+        fresh.problems = problems_after_edit(snap, changed, inserted=inserted)
         add_line(fresh, changed, lines[changed])
         self._snap = fresh
 
@@ -271,6 +312,26 @@ class JsonlStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def _report_new(self) -> None:
+        """Hand the diagnostics not reported yet to ``report``: once per issue (or line) and
+        problem, however often the file is read or rewritten."""
+        snap = self._snap
+        if self._report is None or snap is None or not (snap.problems or snap.has_graph):
+            return
+        current = snap.diagnostics()
+        if current is self._last_seen:  # nothing new since the last look
+            return
+        self._last_seen = current
+        fresh = []
+        for diagnostic in current:
+            where = diagnostic.issue_id or snap.lines[diagnostic.line_no - 1]
+            new = tuple(p for p in diagnostic.problems if (where, p.text) not in self._reported)
+            if new:
+                self._reported.update((where, p.text) for p in new)
+                fresh.append(dataclasses.replace(diagnostic, problems=new))
+        if fresh:
+            self._report(fresh)
 
     def _read(self) -> Snapshot:
         """The cached snapshot, or a new one if the file changed since it was read."""

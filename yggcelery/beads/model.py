@@ -4,11 +4,12 @@ The models are a *view* of a line. Every model keeps unknown fields (``extra="al
 nothing bd or the Rust port adds is lost, but the JSONL store never writes a model back: it edits
 the line's own JSON object, so untouched fields keep their exact spelling (nanosecond timestamps,
 escapes). Timestamps are RFC 3339 with any offset and up to nanoseconds; pydantic's parser reads
-them all and keeps microseconds (Python's limit), which is also the precision of every ordering.
+them all and keeps microseconds (Python's limit); readiness orders by whole seconds, as bd does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,10 +32,13 @@ def _as_aware(value: datetime) -> datetime:
 
 #: Lowest and highest Beads priority (0 is the most urgent).
 PRIORITY_RANGE = range(5)
+#: A line without ``priority`` is P0: bd's import leaves Go's zero value (only ``bd create``
+#: defaults to P2).
+MISSING_PRIORITY = 0
 #: Fields whose ``null`` means "use the default" (the rest keep ``None``).
 _NULL_DEFAULTED = frozenset(
     {"description", "design", "acceptance_criteria", "notes", "status", "issue_type", "priority",
-     "labels", "dependencies", "comments", "pinned", "ephemeral"}
+     "labels", "dependencies", "comments", "pinned", "ephemeral", "wisp"}
 )  # fmt: skip
 
 
@@ -76,7 +80,7 @@ class Issue(_Line):
     acceptance_criteria: str = ""
     notes: str = ""
     status: str = "open"
-    priority: int = 2
+    priority: int = MISSING_PRIORITY
     issue_type: str = "task"
     assignee: str | None = None
     owner: str | None = None
@@ -94,6 +98,8 @@ class Issue(_Line):
     due_at: datetime | None = None
     pinned: bool = False
     ephemeral: bool = False
+    #: The 0.35-0.37 name of ``ephemeral``.
+    wisp: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +108,10 @@ class Issue(_Line):
         if isinstance(data, dict) and None in data.values():
             return {k: v for k, v in data.items() if v is not None or k not in _NULL_DEFAULTED}
         return data
+
+    def has_any_label(self, names: AbstractSet[str]) -> bool:
+        """Whether one of ``names`` is among the labels."""
+        return not names.isdisjoint(self.labels)
 
     @property
     def parent_ids(self) -> list[str]:

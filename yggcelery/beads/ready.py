@@ -1,92 +1,126 @@
-"""Which issues are ready for work, and in what order: the rules of ``bd ready``.
+"""Which issues are ready for work, and in what order: the rules of ``bd ready``, in both eras.
 
-An issue is ready when its status is ``open``; it is neither pinned nor ephemeral; its type is not
-one of bd's infrastructure types; neither it nor a direct parent is deferred to the future; and it
-is not blocked. Blocked means: a ``blocks`` or ``conditional-blocks`` target that is still active
-(not ``closed``/``pinned``), or a ``waits-for`` gate with active children (``any-children`` gates
-wait only until the first child closes), or a blocked parent, all the way down the ``parent-child``
-tree. A dependency on an id that is not in the store does not block; a ``tombstone`` (deleted, in
-pre-0.50 files) counts as not in the store. Open children do not block their epic, and a parent
-whose *status* is ``blocked`` does not block its children (bd derives blocking from dependencies
-only, so both stores agree).
+With a bd workspace ``bd ready --json`` decides; these rules are for a JSONL file read without
+bd. Two rule sets are in use (FORMAT.md, "What changed between bd versions"); what differs is a
+field of :class:`Rules`, and the two sets stand side by side in :data:`RULE_SETS`:
 
-The rules work on anything shaped like an issue (:class:`ReadyFacts`): the pydantic
-:class:`~yggcelery.beads.model.Issue`, and the JSONL store's light per-line records, which is how
-100,000 issues are sorted without building 100,000 models. Times compare to the microsecond.
+==============================  =======================  ==================================
+rule                            ``"1.0"`` (bd 1.0.x)      ``"current"`` (default)
+==============================  =======================  ==================================
+order within a priority         newest first              oldest first (FIFO, GH#4043)
+excluded types                  INFRASTRUCTURE_TYPES      the same plus ``epic`` (GH#5930)
+excluded labels                 none                      ``human``
+``waits-for`` without a gate    ``any-children``          ``all-children``
+==============================  =======================  ==================================
+
+The rest holds in both, each rule in one place:
+
+- only ``open`` issues are ready (:data:`READY_STATUS`); any other status, unknown ones
+  included, keeps an issue out;
+- pinned and ephemeral issues never are; a legacy ``"wisp": true`` line is ephemeral
+  (:func:`~yggcelery.beads.facts.is_ephemeral`);
+- a ``defer_until`` in the future hides the issue and its direct children;
+- blocked issues are not ready (:func:`blocked_ids`): a ``blocks`` or ``conditional-blocks``
+  target that is still active (not ``closed``/``pinned``, :data:`INACTIVE_STATUSES`), a
+  ``waits-for`` gate whose children are not done, or a blocked parent, all the way down the
+  ``parent-child`` tree. Open children do not block their epic; a parent whose *status* is
+  ``blocked`` does not block its children (bd derives blocking from dependencies only);
+- only the edges bd's import keeps count (:mod:`yggcelery.beads.edges`: no edge to a missing id,
+  no self-edge, no duplicate, no ephemeral-regular link, no cycle-closing blocker), and a
+  deleted (``tombstone``) issue counts as absent;
+- ``created_at`` orders in whole seconds, rounded, as bd's Dolt ``DATETIME`` stores it, so
+  issues created in one second fall back to id order (:func:`created_second`);
+- a line without ``priority`` is P0 (:data:`~yggcelery.beads.model.MISSING_PRIORITY`), and a
+  priority outside 0..4 sorts as the number it is;
+- ``hybrid`` sorts issues younger than :data:`RECENT` by priority, older ones oldest first;
+  ``oldest`` is oldest first; the id breaks every tie.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal
 
-from yggcelery.beads.model import PRIORITY_RANGE, Issue
+from yggcelery.beads.edges import ImportedGraph
+from yggcelery.beads.facts import F, IssueFacts, is_ephemeral
 from yggcelery.settings import SortOrder
 
-log = logging.getLogger(__name__)
+RuleSetName = Literal["current", "1.0"]
+Gate = Literal["any-children", "all-children"]
 
-#: Issue types that are never handed out as work (bd's infrastructure beads).
-EXCLUDED_TYPES = frozenset({"merge-request", "gate", "molecule", "message", "agent", "role", "rig"})
-#: Statuses of a blocker that no longer blocks.
+#: The only status an issue can be ready in.
+READY_STATUS = "open"
+#: Statuses of a blocker that no longer blocks, and of gate children that are done.
 INACTIVE_STATUSES = frozenset({"closed", "pinned"})
-#: Deleted issues of pre-0.50 files: treated as absent.
-DELETED_STATUS = "tombstone"
+#: bd's infrastructure beads, never handed out as work.
+INFRASTRUCTURE_TYPES = frozenset(
+    {"merge-request", "gate", "molecule", "message", "agent", "role", "rig"}
+)
 #: ``hybrid`` sorts issues younger than this by priority, older ones oldest first.
 RECENT = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What differs between two eras of ``bd ready`` (the table in the module docstring)."""
+
+    name: RuleSetName
+    #: Within a priority: newest first, or oldest first.
+    newest_first: bool
+    #: Issue types never handed out as work.
+    excluded_types: frozenset[str]
+    #: An issue with one of these labels is never handed out.
+    excluded_labels: frozenset[str]
+    #: What a ``waits-for`` edge with no ``gate`` in its metadata waits for.
+    default_gate: Gate
+
+    def __repr__(self) -> str:
+        return f"<Rules {self.name}>"
+
+
+RULE_SETS: dict[RuleSetName, Rules] = {
+    "1.0": Rules(
+        "1.0",
+        newest_first=True,
+        excluded_types=INFRASTRUCTURE_TYPES,
+        excluded_labels=frozenset(),
+        default_gate="any-children",
+    ),
+    "current": Rules(
+        "current",
+        newest_first=False,
+        excluded_types=INFRASTRUCTURE_TYPES | {"epic"},
+        excluded_labels=frozenset({"human"}),
+        default_gate="all-children",
+    ),
+}
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NEVER = -(2**62)
-_BLOCKING = frozenset({"blocks", "conditional-blocks"})
-
-
-class DependencyFacts(Protocol):
-    """What the rules read of one dependency."""
-
-    @property
-    def depends_on_id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def metadata(self) -> Any: ...
-
-
-class ReadyFacts(Protocol):
-    """What the rules read of one issue."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def priority(self) -> int: ...
-    @property
-    def issue_type(self) -> str: ...
-    @property
-    def created_at(self) -> datetime | None: ...
-    @property
-    def defer_until(self) -> datetime | None: ...
-    @property
-    def pinned(self) -> bool: ...
-    @property
-    def ephemeral(self) -> bool: ...
-    @property
-    def dependencies(self) -> Sequence[DependencyFacts] | None: ...
-
-
-F = TypeVar("F", bound=ReadyFacts)
-#: One candidate, precomputed: (created µs, priority, id, available from µs, the issue).
+#: One candidate, precomputed: (created second, priority, id, available from µs, the issue).
 _Candidate = tuple[int, int, str, int, F]
 
 
+def rules_named(name: str) -> Rules:
+    """The rule set called ``name``; ValueError naming the choices otherwise."""
+    try:
+        return RULE_SETS[name]  # type: ignore[index]
+    except KeyError:
+        raise ValueError(f"unknown rule set {name!r} (current or 1.0)") from None
+
+
 def ready(
-    issues: Iterable[Issue], *, sort: SortOrder = "priority", now: datetime | None = None
-) -> list[Issue]:
+    issues: Iterable[F],
+    *,
+    sort: SortOrder = "priority",
+    now: datetime | None = None,
+    rules: RuleSetName = "current",
+) -> list[F]:
     """The ready issues among ``issues``, in ``sort`` order (see the module docstring)."""
-    return Readiness(issues).pick(sort=sort, now=now)
+    return Readiness(ImportedGraph(issues), rules_named(rules)).pick(sort=sort, now=now)
 
 
 class Readiness(Generic[F]):
@@ -94,21 +128,23 @@ class Readiness(Generic[F]):
 
     ``pick`` then applies ``defer_until`` and the sort order for a given moment, so a store
     whose file has not changed answers ``ready()`` again without walking the dependency graph.
-    Works on any issue-shaped records (:class:`ReadyFacts`) and returns the same objects.
+    Works on any issue-shaped records (:class:`~yggcelery.beads.facts.IssueFacts`) and returns
+    the same objects.
     """
 
-    def __init__(self, issues: Iterable[F]) -> None:
-        by_id = {i.id: i for i in issues if i.status != DELETED_STATUS}
-        blocked = blocked_ids(by_id)
+    def __init__(self, graph: ImportedGraph[F], rules: Rules) -> None:
+        self.rules = rules
+        blocked = blocked_ids(graph, rules)
+        parents_defer = _parents_defer(graph)
         self.candidates: list[_Candidate[F]] = [
-            (_micros(i.created_at), i.priority, i.id, _available_from(i, by_id), i)
-            for i in by_id.values()
-            if i.status == "open" and _eligible(i, blocked)
-        ]
-        _warn_odd_priorities(self.candidates)
+            (created_second(i.created_at), i.priority, i.id,
+             max(_micros(i.defer_until), parents_defer.get(i.id, _NEVER)), i)
+            for i in graph.by_id.values()
+            if i.status == READY_STATUS and i.id not in blocked and not excluded(i, rules)
+        ]  # fmt: skip
 
     def __repr__(self) -> str:
-        return f"<Readiness candidates={len(self.candidates)}>"
+        return f"<Readiness {self.rules.name} candidates={len(self.candidates)}>"
 
     def pick(self, *, sort: SortOrder = "priority", now: datetime | None = None) -> list[F]:
         """The candidates not deferred at ``now``, in ``sort`` order; the id breaks every tie."""
@@ -118,89 +154,75 @@ class Readiness(Generic[F]):
         if sort == "oldest":
             chosen.sort(key=lambda c: (c[0], c[2]))
         elif sort == "hybrid":
-            cutoff = _micros(moment - RECENT)
+            cutoff = created_second(moment - RECENT)
             chosen.sort(
                 key=lambda c: (0, c[1], c[0], c[2]) if c[0] >= cutoff else (1, 0, c[0], c[2])
             )
-        elif sort == "priority":
+        elif sort == "priority" and self.rules.newest_first:
             chosen.sort(key=lambda c: (c[1], -c[0], c[2]))
+        elif sort == "priority":
+            chosen.sort(key=lambda c: (c[1], c[0], c[2]))
         else:
             raise ValueError(f"unknown sort order {sort!r} (priority, hybrid or oldest)")
         return [c[4] for c in chosen]
 
 
-def blocked_ids(by_id: Mapping[str, F]) -> set[str]:
-    """Ids blocked by their dependencies, directly or through a blocked ancestor."""
-    children: defaultdict[str, list[str]] = defaultdict(list)
-    direct: set[str] = set()
-    gates: list[tuple[str, str, bool]] = []
-    for issue in by_id.values():
-        deps = issue.dependencies
-        if not deps:
-            continue
-        active = issue.status not in INACTIVE_STATUSES
-        for dep in deps:
-            kind, target = dep.type, dep.depends_on_id
-            if kind == "parent-child":
-                children[target].append(issue.id)
-            elif kind in _BLOCKING and active:
-                blocker = by_id.get(target)
-                if blocker is not None and blocker.status not in INACTIVE_STATUSES:
-                    direct.add(issue.id)
-            elif kind == "waits-for" and active:
-                gates.append((issue.id, target, _waits_for_any(dep.metadata)))
-    for issue_id, gate_id, any_child in gates:
-        if not _gate_open(children.get(gate_id, []), by_id, any_child=any_child):
-            direct.add(issue_id)
-    return _descendants(direct, children)
-
-
-def _eligible(issue: ReadyFacts, blocked: set[str]) -> bool:
-    return not (
-        issue.pinned or issue.ephemeral or issue.issue_type in EXCLUDED_TYPES or issue.id in blocked
-    )
-
-
-def _available_from(issue: ReadyFacts, by_id: Mapping[str, ReadyFacts]) -> int:
-    """The first microsecond at which neither the issue nor a direct parent is deferred."""
-    times = [issue.defer_until]
-    for dep in issue.dependencies or ():
-        if dep.type == "parent-child" and (parent := by_id.get(dep.depends_on_id)) is not None:
-            times.append(parent.defer_until)
-    return max(_micros(t) for t in times)
-
-
-def _gate_open(children: list[str], by_id: Mapping[str, F], *, any_child: bool) -> bool:
-    """Whether a ``waits-for`` gate lets its waiter go, given the gate's children."""
-    present = [by_id[c] for c in children if c in by_id]
-    if any_child and any(c.status == "closed" for c in present):
+def excluded(issue: IssueFacts, rules: Rules) -> bool:
+    """Whether the issue is never handed out, whatever blocks it: pinned, ephemeral, an
+    excluded type, or an excluded label."""
+    if issue.pinned or is_ephemeral(issue) or issue.issue_type in rules.excluded_types:
         return True
-    return not any(c.status not in INACTIVE_STATUSES for c in present)
+    return bool(rules.excluded_labels) and issue.has_any_label(rules.excluded_labels)
 
 
-def _waits_for_any(metadata: Any) -> bool:
-    """Whether a ``waits-for`` dependency's metadata asks for the ``any-children`` gate.
-
-    The metadata may be an object, a JSON text of one (bd stores it as a string), or raw JSON
-    bytes (the JSONL store's light records).
-    """
-    for _ in range(3):
-        if isinstance(metadata, dict):
-            return metadata.get("gate") == "any-children"
-        if isinstance(metadata, str):
-            text: str | bytes = metadata
-        elif metadata is not None and not isinstance(metadata, (int, float, list)):
-            text = bytes(metadata)
-        else:
-            return False
-        try:
-            metadata = json.loads(text) if text.strip() else None
-        except ValueError:
-            return False
-    return False
+def blocked_ids(graph: ImportedGraph[F], rules: Rules) -> set[str]:
+    """Ids blocked by their dependencies, directly or through a blocked ancestor."""
+    by_id = graph.by_id
+    direct = {
+        issue_id
+        for issue_id, target in graph.blocking
+        if by_id[issue_id].status not in INACTIVE_STATUSES
+        and by_id[target].status not in INACTIVE_STATUSES
+    }
+    for waiter in graph.waiters:
+        if by_id[waiter.issue_id].status in INACTIVE_STATUSES:
+            continue
+        gate = waiter.gate if waiter.gate in ("any-children", "all-children") else None
+        children = [by_id[c] for c in graph.children.get(waiter.gate_id, ())]
+        if not gate_open(children, gate or rules.default_gate):
+            direct.add(waiter.issue_id)
+    return _descendants(direct, graph.children)
 
 
-def _descendants(roots: set[str], children: dict[str, list[str]]) -> set[str]:
+def gate_open(children: Sequence[IssueFacts], gate: str) -> bool:
+    """Whether a ``waits-for`` gate lets its waiter go: ``all-children`` when every child is
+    done, ``any-children`` as soon as one has closed (or when none is left to wait for)."""
+    if gate == "any-children" and any(c.status == "closed" for c in children):
+        return True
+    return all(c.status in INACTIVE_STATUSES for c in children)
+
+
+def created_second(moment: datetime | None) -> int:
+    """``created_at`` as bd orders it: whole seconds since the epoch, rounded half up; a
+    missing time is the earliest."""
+    if moment is None:
+        return _NEVER
+    return (_micros(moment) + 500_000) // 1_000_000
+
+
+def _parents_defer(graph: ImportedGraph[Any]) -> dict[str, int]:
+    """Child id to the latest ``defer_until`` (µs) of its direct parents, where one is set."""
+    latest: dict[str, int] = {}
+    for parent_id, children in graph.children.items():
+        until = graph.by_id[parent_id].defer_until
+        if until is None:
+            continue
+        for child in children:
+            latest[child] = max(latest.get(child, _NEVER), _micros(until))
+    return latest
+
+
+def _descendants(roots: set[str], children: Mapping[str, list[str]]) -> set[str]:
     """``roots`` and everything below them in the parent-child tree (cycles are harmless)."""
     seen = set(roots)
     stack = list(roots)
@@ -210,12 +232,6 @@ def _descendants(roots: set[str], children: dict[str, list[str]]) -> set[str]:
                 seen.add(child)
                 stack.append(child)
     return seen
-
-
-def _warn_odd_priorities(candidates: list[_Candidate[F]]) -> None:
-    for _created, priority, issue_id, _from, _issue in candidates:
-        if priority not in PRIORITY_RANGE:
-            log.warning("issue %s has priority %s outside 0..4; sorted as is", issue_id, priority)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -14,8 +14,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from yggcelery.beads.bdcli import BdCliStore
+from yggcelery.beads.diagnostics import Diagnostic, Report, log_diagnostics
+from yggcelery.beads.jsonl import JsonlStore
 from yggcelery.beads.model import Comment, Issue
-from yggcelery.errors import BeadsFormatError
+from yggcelery.beads.ready import RuleSetName
 from yggcelery.settings import Settings, SortOrder
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,9 @@ class BeadsStore(Protocol):
     """Read and change Beads issues. Errors come from :mod:`yggcelery.errors`."""
 
     @property
-    def problems(self) -> list[BeadsFormatError]:
-        """Lines that could not be used at the last read (the rest still works)."""
+    def problems(self) -> list[Diagnostic]:
+        """Every questionable line of the last read, one diagnostic per line (the rest still
+        works); bd validates its own data, so a bd store has none."""
         ...
 
     def list_issues(self) -> list[Issue]:
@@ -38,7 +42,8 @@ class BeadsStore(Protocol):
         ...
 
     def ready(self, sort: SortOrder = "priority") -> list[Issue]:
-        """The issues ``bd ready`` would return, in ``sort`` order."""
+        """The issues ``bd ready`` would return, in ``sort`` order (for a JSONL file, under the
+        store's rule set)."""
         ...
 
     def get(self, issue_id: str) -> Issue:
@@ -83,9 +88,11 @@ class BeadsStore(Protocol):
         acceptance_criteria: str = "",
         metadata: Any = None,
         depends_on: Sequence[str] = (),
+        parent: str | None = None,
         actor: str,
     ) -> Issue:
-        """A new open issue; ``depends_on`` are ids that block it."""
+        """A new open issue; ``depends_on`` are ids that block it; a child of ``parent`` gets
+        bd's child id (``parent.N``)."""
         ...
 
     def batch(self) -> AbstractContextManager[None]:
@@ -99,12 +106,15 @@ def is_bd_workspace(beads_dir: Path) -> bool:
     return beads_dir.is_dir() and any((beads_dir / marker).exists() for marker in BD_MARKERS)
 
 
-def open_store(settings: Settings) -> BeadsStore:
+def open_store(
+    settings: Settings,
+    *,
+    rules: RuleSetName | None = None,
+    report: Report | None = log_diagnostics,
+) -> BeadsStore:
     """The store ``settings.beads.store`` names; ``auto`` picks bd for a bd workspace with bd on
-    PATH, else the JSONL file at ``settings.beads.jsonl_path``."""
-    from yggcelery.beads.bdcli import BdCliStore
-    from yggcelery.beads.jsonl import JsonlStore
-
+    PATH, else the JSONL file at ``settings.beads.jsonl_path``, read under ``rules`` (default
+    ``settings.beads.rules``) and reporting its bad lines to ``report``."""
     beads = settings.beads
     kind = beads.store
     if kind == "auto":
@@ -113,4 +123,4 @@ def open_store(settings: Settings) -> BeadsStore:
         log.info("beads store: %s (auto, dir %s)", kind, beads.dir)
     if kind == "bd":
         return BdCliStore(beads.dir, binary=beads.bd_binary, actor=beads.actor)
-    return JsonlStore(beads.jsonl_path)
+    return JsonlStore(beads.jsonl_path, rules=rules or beads.rules, report=report)
