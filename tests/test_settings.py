@@ -114,3 +114,98 @@ def test_a_default_kind_no_host_serves_fails_at_start_up() -> None:
     """Routing that could send work nowhere is a start-up error naming the kind."""
     with pytest.raises(ConfigError, match="default_kind 'poetry' is served by no host"):
         load_settings(routing={"default_kind": "poetry"})
+
+
+def _fleet_toml(path: Path, *, fenrir: str = "", extra: str = "") -> Path:
+    """A settings file with a two-host fleet; ``fenrir`` adds lines to fenrir-chat's table."""
+    path.write_text(
+        '[hosts.fenrir-chat]\nbase_url = "http://fenrir:11434"\nmodel = "llama3.1:8b"\n'
+        f'slots = 3\nkinds = ["text"]\n{fenrir}\n'
+        '[hosts.skadi-code]\nbase_url = "http://skadi:11434"\nmodel = "qwen2.5-coder:7b"\n'
+        f'slots = 2\nkinds = ["code"]\n{extra}'
+    )
+    return path
+
+
+def test_the_seed_fleet_stays_pinned_to_its_kinds() -> None:
+    """By default no host overflows: each kind runs only on its own host."""
+    s = load_settings()
+    assert all(not h.overflow and not h.models for h in s.hosts.values())
+    assert s.speeds_for("code") == {"skadi-code": 1.0}
+
+
+def test_overflow_speeds_and_models_per_kind_are_read_from_the_file(tmp_path: Path) -> None:
+    """A host's overflow kinds come after the kind's own hosts, with their speed and model."""
+    path = _fleet_toml(
+        tmp_path / "ygg.toml", fenrir='overflow = { code = 0.7 }\nmodels = { code = "coder" }'
+    )
+    s = load_settings(path)
+    assert s.speeds_for("code") == {"skadi-code": 1.0, "fenrir-chat": 0.7}
+    assert list(s.speeds_for("code")) == ["skadi-code", "fenrir-chat"]
+    fenrir = s.host("fenrir-chat")
+    assert (fenrir.model_for("code"), fenrir.model_for("text")) == ("coder", "llama3.1:8b")
+    assert (fenrir.speed_for("text"), fenrir.speed_for("reasoning")) == (1.0, None)
+
+
+def test_an_overflow_kind_no_host_serves_names_the_key_and_the_file(tmp_path: Path) -> None:
+    """Overflow into a kind that is no host's own kind is one error at that key, in that file."""
+    path = _fleet_toml(tmp_path / "bad.toml", fenrir="overflow = { poetry = 0.5 }")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"settings file {path}: hosts.fenrir-chat.overflow.poetry: no host serves kind"
+        " 'poetry' (hosts serve: code, text)"
+    )
+
+
+@pytest.mark.parametrize("speed", ["0", "-0.5", "10.5", "nan"])
+def test_an_overflow_speed_out_of_range_names_the_key_and_the_file(
+    tmp_path: Path, speed: str
+) -> None:
+    """A relative speed must be above 0 and at most 10; anything else names the key and file."""
+    path = _fleet_toml(tmp_path / "bad.toml", fenrir=f"overflow = {{ code = {speed} }}")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert message.startswith(f"settings file {path}: hosts.fenrir-chat.overflow.code: speed")
+    assert "0 < speed <= 10" in message
+
+
+def test_overflow_into_a_hosts_own_kind_is_an_error(tmp_path: Path) -> None:
+    """A kind cannot be both a host's own and its overflow: the speed would be ambiguous."""
+    path = _fleet_toml(tmp_path / "bad.toml", fenrir="overflow = { text = 0.5 }")
+    with pytest.raises(ConfigError, match=r"hosts\.fenrir-chat\.overflow\.text: 'text' is already"):
+        load_settings(path)
+
+
+def test_a_model_for_a_kind_the_host_does_not_run_is_an_error(tmp_path: Path) -> None:
+    """``models`` may only name the host's own or overflow kinds."""
+    path = _fleet_toml(tmp_path / "bad.toml", fenrir='models = { code = "coder" }')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"settings file {path}: hosts.fenrir-chat.models.code: 'code' is in neither kinds"
+        " nor overflow"
+    )
+
+
+def test_an_expected_time_for_a_kind_no_host_serves_is_an_error(tmp_path: Path) -> None:
+    """``scheduling.expected_s`` naming an unserved kind is one error at that key, in that file."""
+    path = _fleet_toml(tmp_path / "bad.toml", extra="[scheduling]\nexpected_s = { poetry = 5 }\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"settings file {path}: scheduling.expected_s.poetry: no host serves kind 'poetry'"
+        " (hosts serve: code, text)"
+    )
+
+
+def test_scheduling_defaults_keep_beads_order_with_aging_on() -> None:
+    """Aging is on by default, never off by accident; the order within a level is Beads' own."""
+    scheduling = load_settings().scheduling
+    assert scheduling.aging_s > 0
+    assert scheduling.order == "beads"
+    assert scheduling.default_s("code") == scheduling.expected_s["code"]
+    assert scheduling.default_s("poetry") == scheduling.default_expected_s
+    with pytest.raises(ConfigError, match=r"scheduling\.order"):
+        load_settings(scheduling={"order": "random"})

@@ -8,12 +8,15 @@ online come from one ``inspect`` broadcast (``HOST@machine`` node names map to h
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from yggcelery.dispatch.base import HostStatus
+from yggcelery.dispatch.plan import promoted
+from yggcelery.estimates import EstimateTable, RedisEstimates
 from yggcelery.priority import Priority
 from yggcelery.queues import queued_by_priority
 from yggcelery.routing import beads_priority
@@ -66,12 +69,25 @@ def ready_by_priority(store: BeadsStore, settings: Settings) -> dict[str, int]:
     return counts
 
 
+def estimate_rows(table: EstimateTable) -> list[dict[str, Any]]:
+    """Expected seconds per (host, kind), and whether measured or still the configured seed."""
+    return [
+        {"host": r.host, "kind": r.kind, "expected_s": round(r.expected_s, 3),
+         "measured": r.measured}
+        for r in table.rows()
+    ]  # fmt: skip
+
+
 def full_status(app: Celery, settings: Settings, store: BeadsStore) -> dict[str, Any]:
     """What ``ygg status --json`` prints."""
     view = worker_view(app)
+    ready = store.ready(sort=settings.beads.sort)
     return {
         "hosts": host_status(app, settings, view=view),
         "beads_ready": ready_by_priority(store, settings),
+        "estimates": estimate_rows(RedisEstimates.from_settings(settings).table()),
+        # Ready beads aging sends more urgently than filed (scheduling.effective_priority).
+        "promoted": promoted(ready, settings=settings, now=time.time()),
         # The control worker's node is named "control@machine" (see `ygg worker control`).
         "control_online": "control" in view[1],
     }

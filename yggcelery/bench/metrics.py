@@ -9,7 +9,10 @@ a bead's arrival is when it was created in Beads.
 - utilisation: busy slot-seconds / (slots × makespan), per host;
 - queue depth: beads arrived but not yet started on a slot, over time;
 - host concurrency: the most requests a dispatcher had at a host at once (arrived → finished);
-  above the host's slots means requests waited in the host's own queue.
+  above the host's slots means requests waited in the host's own queue;
+- GPU use while work waited: busy slot-seconds / available slot-seconds over the time at least
+  one bead had arrived and not started (idle GPUs with nothing to do do not count against it);
+- completion: a bead's first answer − its arrival (mean, p99, max).
 """
 
 from __future__ import annotations
@@ -129,6 +132,105 @@ def host_concurrency(served: Sequence[Served]) -> dict[str, int]:
             now += change
             peak = max(peak, now)
         out[host] = peak
+    return out
+
+
+def busy_while_waiting(
+    served: Sequence[Served], *, arrivals: Mapping[str, float], slots: Mapping[str, int]
+) -> dict[str, Any]:
+    """Busy slot-seconds over available ones while some bead waited, for the fleet and per host.
+
+    ``{"fleet": 0..1, "hosts": {host: 0..1}, "waiting_s": real seconds with a bead waiting}``;
+    the ratios are None when no bead ever waited.
+    """
+    starts = _first_starts(served)
+    # (time, host or "" for the queue of waiting beads, change); a bead never started waits on
+    events = [(t, "", 1) for t in arrivals.values()]
+    events += [(start, "", -1) for start in starts.values()]
+    for s in served:
+        events += [(s.started, s.host, 1), (s.finished, s.host, -1)]
+    busy_s, waiting_s = _sweep(sorted(events), hosts=slots)
+    if waiting_s <= 0:
+        return {"fleet": None, "hosts": dict.fromkeys(slots), "waiting_s": 0.0}
+    fleet = sum(busy_s.values()) / (sum(slots.values()) * waiting_s)
+    return {
+        "fleet": round(fleet, 4),
+        "hosts": {h: round(busy_s[h] / (n * waiting_s), 4) for h, n in slots.items()},
+        "waiting_s": waiting_s,
+    }
+
+
+def _sweep(
+    events: Sequence[tuple[float, str, int]], *, hosts: Mapping[str, int]
+) -> tuple[dict[str, float], float]:
+    """Per-host busy seconds and the seconds with a bead waiting, over those seconds only."""
+    busy_s = dict.fromkeys(hosts, 0.0)
+    running = dict.fromkeys(hosts, 0)
+    depth, waiting_s = 0, 0.0
+    for (t, host, change), following in zip(events, [*events[1:], None], strict=True):
+        if host:
+            running[host] = running.get(host, 0) + change
+        else:
+            depth += change
+        span = (following[0] - t) if following is not None else 0.0
+        if depth > 0 and span > 0:
+            waiting_s += span
+            for name in busy_s:
+                busy_s[name] += min(running[name], hosts[name]) * span
+    return busy_s, waiting_s
+
+
+def completion_s(
+    served: Sequence[Served], *, arrivals: Mapping[str, float], time_scale: float
+) -> dict[str, Any]:
+    """Simulated seconds from each bead's arrival to its first answer: n, mean, p99, max."""
+    finished: dict[str, float] = {}
+    for s in served:
+        finished[s.bead] = min(finished.get(s.bead, s.finished), s.finished)
+    values = sorted((f - arrivals[b]) / time_scale for b, f in finished.items())
+    if not values:
+        return {"n": 0, "mean": None, "p99": None, "max": None}
+    p99 = (
+        statistics.quantiles(values, n=100, method="inclusive")[98]
+        if len(values) > 1
+        else values[0]
+    )
+    return {
+        "n": len(values),
+        "mean": round(statistics.fmean(values), 3),
+        "p99": round(p99, 3),
+        "max": round(values[-1], 3),
+    }
+
+
+def schedule_figures(
+    served: Sequence[Served],
+    *,
+    arrivals: Mapping[str, float],
+    priorities: Mapping[str, int],
+    slots: Mapping[str, int],
+    time_scale: float,
+) -> dict[str, Any]:
+    """The scheduling figures of a run: GPU use while work waited, completion, worst waits."""
+    waiting = busy_while_waiting(served, arrivals=arrivals, slots=slots)
+    waits = waits_s(served, arrivals=arrivals, time_scale=time_scale)
+    worst: dict[str, float] = {}
+    for bead, wait in waits.items():
+        key = f"p{priorities[bead]}"
+        worst[key] = round(max(worst.get(key, 0.0), wait), 3)
+    return {
+        "gpu_use_while_waiting": waiting["fleet"],
+        "gpu_use_while_waiting_by_host": waiting["hosts"],
+        "waiting_s": round(waiting["waiting_s"] / time_scale, 3),
+        "completion_s": completion_s(served, arrivals=arrivals, time_scale=time_scale),
+        "max_wait_by_priority_s": dict(sorted(worst.items())),
+    }
+
+
+def _first_starts(served: Sequence[Served]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in served:
+        out[s.bead] = min(out.get(s.bead, s.started), s.started)
     return out
 
 

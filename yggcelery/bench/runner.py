@@ -20,7 +20,7 @@ from typing import Any
 
 from yggcelery.beads import BeadsStore, Issue, JsonlStore
 from yggcelery.bench import metrics
-from yggcelery.bench.bound import HostSlots, bound_s
+from yggcelery.bench.bound import bounds, hosts_of
 from yggcelery.bench.processes import DispatcherProcess, SimProcess, Usage
 from yggcelery.bench.scenarios import BenchTask, Scenario
 from yggcelery.settings import BeadsSettings, CloudSettings, Settings
@@ -66,10 +66,6 @@ def run_settings(
     return base.model_copy(update=update)
 
 
-def host_slots(settings: Settings) -> dict[str, HostSlots]:
-    return {n: HostSlots(slots=h.slots, kinds=h.kinds) for n, h in settings.hosts.items()}
-
-
 def run_one(
     scenario: Scenario, dispatcher: str, *, base: Settings, options: RunOptions, workdir: Path
 ) -> dict[str, Any]:
@@ -79,7 +75,12 @@ def run_one(
         broker = None
         if dispatcher == "celery":
             broker = stack.enter_context(RedisServer()).url(0)
-        settings = run_settings(base, workdir=workdir, options=options, broker_url=broker)
+        settings = run_settings(
+            scenario.settings_for(base, time_scale=options.time_scale),
+            workdir=workdir,
+            options=options,
+            broker_url=broker,
+        )
         settings.beads.dir.mkdir(parents=True, exist_ok=True)
         store = JsonlStore(settings.beads.jsonl_path)
         sim = stack.enter_context(
@@ -120,14 +121,14 @@ class Feed:
     done_at: float = 0.0
 
 
-def _create(store: BeadsStore, task: BenchTask, *, actor: str) -> str:
+def _create(store: BeadsStore, task: BenchTask, *, actor: str, hint_scale: float | None) -> str:
     issue = store.create(
         task.title,
         priority=task.priority,
         issue_type="task",
         labels=task.labels(),
         description=f"Benchmark bead {task.key}: {task.kind}, {task.service_s:g} simulated s.",
-        metadata=task.metadata(),
+        metadata=task.metadata(hint_scale=hint_scale),
         actor=actor,
     )
     return issue.id
@@ -143,9 +144,14 @@ def feed(
 ) -> Feed:
     """Create the beads at their arrival times and wait until all are closed or blocked."""
     scale, actor = options.time_scale, "bench"
+    hint = scale if scenario.hints else None
     first = min(t.arrival_s for t in scenario.tasks)
     later = sorted((t for t in scenario.tasks if t.arrival_s > first), key=lambda t: t.arrival_s)
-    tasks = {_create(store, t, actor=actor): t for t in scenario.tasks if t.arrival_s == first}
+    tasks = {
+        _create(store, t, actor=actor, hint_scale=hint): t
+        for t in scenario.tasks
+        if t.arrival_s == first
+    }
     t0 = proc.go()
     arrivals = dict.fromkeys(tasks, t0)
     deadline = t0 + (scenario.total_service_s + options.slack_sim_s) * scale + 60.0
@@ -154,7 +160,7 @@ def feed(
     while True:
         while later and time.time() >= t0 + (later[0].arrival_s - first) * scale:
             task = later.pop(0)
-            bead = _create(store, task, actor=actor)
+            bead = _create(store, task, actor=actor, hint_scale=hint)
             tasks[bead], arrivals[bead] = task, time.time()
         issues = [i for i in store.list_issues() if i.id in tasks]
         statuses = {i.id: i.status for i in issues}
@@ -195,8 +201,8 @@ def summarise(
     served = metrics.served_requests(records, beads=priorities)
     finish = max((s.finished for s in served), default=feed.t0)
     makespan = (finish - feed.t0) / scale
-    bound = bound_s(
-        list(scenario.tasks), host_slots(settings), default_kind=settings.routing.default_kind
+    both = bounds(
+        list(scenario.tasks), hosts_of(settings), default_kind=settings.routing.default_kind
     )
     waits = metrics.waits_s(served, arrivals=feed.arrivals, time_scale=scale)
     slots = {n: h.slots for n, h in settings.hosts.items()}
@@ -204,8 +210,7 @@ def summarise(
     requests = [r for r in records if r.get("bead") in priorities]
     return {
         "makespan_s": round(makespan, 3),
-        "bound_s": round(bound, 3),
-        "ratio_to_bound": round(bound / makespan, 4) if makespan > 0 else None,
+        **both.figures(makespan),
         "utilization": metrics.utilisation(
             served, slots=slots, makespan_s=makespan, time_scale=scale
         ),
@@ -215,6 +220,9 @@ def summarise(
             served, arrivals=feed.arrivals, t0=feed.t0, time_scale=scale
         ),
         "host_concurrency": metrics.host_concurrency(served),
+        **metrics.schedule_figures(
+            served, arrivals=feed.arrivals, priorities=priorities, slots=slots, time_scale=scale
+        ),
         "peak_rss_mib": usage.peak_rss_mib,
         "cpu_s": usage.cpu_s,
         "ctx_switches": usage.ctx_switches,

@@ -6,6 +6,12 @@ priority 0 is let in before any waiter of priority 3. Work starts with ``asyncio
 and never blocks the loop; when a task finishes, the loop polls again at once, so a freed slot
 is refilled without waiting for ``poll_s``.
 
+Where an issue goes and in which order the ready list is read are the same policy as the Celery
+dispatcher's (:mod:`yggcelery.scheduling` through :mod:`yggcelery.dispatch.plan`): the host
+where it is expected to finish first, overflow hosts included, most urgent first with aging; an
+aged issue waits for its slot at its aged priority. Estimates are kept in this process
+(:class:`~yggcelery.estimates.MemoryEstimates`), moved by each result written back.
+
 The backlog stays in Beads: an issue is claimed only when a host that serves it has a free slot
 or a place in its short local queue (``queue_per_host``, by default ``slots ×
 (inflight_per_slot − 1)``, the same budget the Celery dispatcher keeps in the broker). The
@@ -33,17 +39,20 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
 
 from yggcelery.beads import BeadsStore, Issue
 from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
+from yggcelery.dispatch.plan import InFlight, Planner, ordered
 from yggcelery.errors import ClaimConflict, ConfigError, TransientError
+from yggcelery.estimates import Estimates, MemoryEstimates
 from yggcelery.llm.breaker import CircuitState
 from yggcelery.outcomes import BeadResult, record_success
 from yggcelery.priority import Priority
-from yggcelery.routing import beads_priority, candidate_hosts, kind_of, pick_host
+from yggcelery.routing import candidate_hosts, kind_of
 from yggcelery.settings import Settings
 from yggcelery.work.order import WorkOrder
 from yggcelery.work.perform import aperform
@@ -119,6 +128,7 @@ class AsyncDispatcher(Dispatcher):
         queue_per_host: int | None = None,
         drain_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        estimates: Estimates | None = None,
     ) -> None:
         super().__init__(settings, store)
         spare = settings.dispatch.inflight_per_slot - 1
@@ -130,6 +140,8 @@ class AsyncDispatcher(Dispatcher):
         self.slots = {name: PrioritySlots(host.slots) for name, host in settings.hosts.items()}
         self.resources = async_resources(settings, transport=transport)
         self.breaker = self.resources.breaker
+        #: Expected service seconds per (host, kind), moved by each result written back.
+        self.estimates = estimates or MemoryEstimates(settings)
         #: Bead id → its task, until the outcome is written into Beads.
         self._tasks: dict[str, asyncio.Task[BeadResult]] = {}
         #: Bead id → (its work order, claim sequence number), while its task exists.
@@ -139,6 +151,8 @@ class AsyncDispatcher(Dispatcher):
         self._bumped: set[str] = set()
         #: Beads whose task holds a slot (the request is on the host).
         self._running: set[str] = set()
+        #: Bead id → when its task was started, then when it got its slot (Unix time).
+        self._since: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._store_lock = asyncio.Lock()
         self._loop = asyncio.new_event_loop()
@@ -223,15 +237,18 @@ class AsyncDispatcher(Dispatcher):
         if self._full(room):
             return 0
         sent = 0
-        for issue in await self._store(self.store.ready, sort=self.settings.beads.sort):
-            host = self._host_for(issue, room)
-            if host is None:
-                host = self._bump_for(issue)
-            elif room[host] > 0:
-                room[host] -= 1
+        ready = await self._store(self.store.ready, sort=self.settings.beads.sort)
+        now, times = time.time(), self.estimates.table()
+        planner = Planner.build(self.settings, flights=self._flights(), ready=ready, times=times)
+        for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
+            choice, kind = planner.choose(issue, priority=priority, room=room, down=self._down())
+            host = choice.host if choice is not None else self._bump_for(issue, priority)
+            if choice is not None:
+                room[choice.host] -= 1  # choose_host only picks a host with room
             if host is None or not await self._claim(issue):
                 continue
-            self._start(issue, host)
+            planner.sent(issue, host=host, kind=kind, priority=priority)
+            self._start(issue, host, priority=priority)
             sent += 1
             if self._full(room):
                 break
@@ -260,12 +277,28 @@ class AsyncDispatcher(Dispatcher):
             return []
         return [n for n in candidates if self.breaker.state(n) is not CircuitState.OPEN]
 
-    def _host_for(self, issue: Issue, room: dict[str, int]) -> str | None:
-        return pick_host(self._candidates(issue), room=room)
+    def _down(self) -> set[str]:
+        """Hosts whose circuit breaker is open."""
+        return {n for n in self.settings.hosts if self.breaker.state(n) is CircuitState.OPEN}
 
-    def _bump_for(self, issue: Issue) -> str | None:
-        """Hand back the least urgent local waiter less urgent than ``issue``; its host, or None."""
-        candidates, priority = self._candidates(issue), beads_priority(issue)
+    def _flights(self) -> list[InFlight]:
+        """The tasks not written back yet, as the planner sees them."""
+        return [
+            InFlight(
+                host=order.host,
+                kind=order.kind,
+                priority=order.priority,
+                since=self._since.get(bead, 0.0),
+                running=bead in self._running,
+            )
+            for bead, (order, _) in self._orders.items()
+            if not self._tasks[bead].done()
+        ]
+
+    def _bump_for(self, issue: Issue, priority: int) -> str | None:
+        """Hand back the least urgent local waiter less urgent than ``issue`` (at ``priority``,
+        aging included) on one of its own hosts; that host, or None."""
+        candidates = self._candidates(issue)
         waiters = [
             (order.priority, seq, bead)
             for bead, (order, seq) in self._orders.items()
@@ -291,8 +324,11 @@ class AsyncDispatcher(Dispatcher):
             return False
         return True
 
-    def _start(self, issue: Issue, host: str) -> None:
+    def _start(self, issue: Issue, host: str, *, priority: int) -> None:
+        """Start ``issue``'s task on ``host``; it waits for a slot at ``priority`` (aged)."""
         order = WorkOrder.for_issue(issue, kind=kind_of(issue, self.settings), host=host)
+        order = replace(order, priority=priority)
+        self._since[issue.id] = time.time()
         task = asyncio.create_task(self._run_bead(order), name=order.task_id)
         task.add_done_callback(lambda _: self._wake.set())
         self._tasks[issue.id] = task
@@ -302,6 +338,7 @@ class AsyncDispatcher(Dispatcher):
     async def _run_bead(self, order: WorkOrder) -> BeadResult:
         async with self.slots[order.host].slot(order.priority):
             self._running.add(order.bead_id)
+            self._since[order.bead_id] = time.time()
             try:
                 return await aperform(order, self.resources)
             finally:
@@ -314,6 +351,7 @@ class AsyncDispatcher(Dispatcher):
                 continue
             del self._tasks[bead]
             self._orders.pop(bead, None)
+            self._since.pop(bead, None)
             if task.cancelled():
                 if bead in self._bumped:
                     self._bumped.discard(bead)
@@ -325,7 +363,10 @@ class AsyncDispatcher(Dispatcher):
             elif (exc := task.exception()) is not None:
                 await self._store(self.record_failure, bead, exc)
             else:
-                await self._store(record_success, self.store, task.result(), actor=self.actor)
+                result = task.result()
+                if not result.via_cloud:
+                    self.estimates.observe(result.host, result.kind, result.total_s)
+                await self._store(record_success, self.store, result, actor=self.actor)
                 self.failed_attempts.pop(bead, None)
 
     async def _idle(self) -> bool:

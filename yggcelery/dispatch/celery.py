@@ -1,7 +1,10 @@
 """The Celery dispatcher (``ygg loop``): ready beads → per-host queues at their Beads priority.
 
-Each poll reconciles finished work into Beads, then walks ready issues in priority order and sends
-each to the host with the most room among those serving its kind. Only a bounded number of tasks
+Each poll reconciles finished work into Beads (each measured duration moves the shared estimate
+of its (host, kind), :mod:`yggcelery.estimates`), then walks ready issues most urgent first, aging
+included, and sends each to the host where it is expected to finish first, overflow hosts
+included (:mod:`yggcelery.scheduling`, through :mod:`yggcelery.dispatch.plan`); an aged bead is
+sent, and recorded in the ledger, at its aged priority. Only a bounded number of tasks
 per host sit in the broker (``inflight_per_slot`` × slots); the backlog stays in Beads, so a new p0
 is never behind a long broker queue and routing always uses fresh information.
 
@@ -19,15 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from yggcelery.celery_app import make_app
 from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
+from yggcelery.dispatch.plan import InFlight, Planner, ordered
 from yggcelery.dispatch.wakeup import ResultWakeup
 from yggcelery.errors import ClaimConflict
+from yggcelery.estimates import Estimates, RedisEstimates
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.llm.health import HostHealth
 from yggcelery.outcomes import hand_back
@@ -39,10 +44,9 @@ from yggcelery.routing import (
     beads_priority,
     broker_priority,
     candidate_hosts,
-    kind_of,
-    pick_host,
 )
 from yggcelery.routing import room as room_for
+from yggcelery.scheduling import effective_priority
 from yggcelery.settings import Settings
 from yggcelery.status import host_status
 from yggcelery.work.order import WorkOrder
@@ -69,6 +73,8 @@ class CeleryDispatcher(Dispatcher):
         ledger: Ledger | None = None,
         health: HostHealth | None = None,
         after_reconcile: Callable[[ReconcileReport], None] | None = None,
+        estimates: Estimates | None = None,
+        resend_aged: bool = True,
     ) -> None:
         super().__init__(settings, store)
         self.app = app or make_app(settings)
@@ -78,6 +84,11 @@ class CeleryDispatcher(Dispatcher):
         self.wakeup = ResultWakeup.for_app(self.app, settings)
         #: Called with each inline reconcile pass's report (``ygg loop`` records durations).
         self.after_reconcile = after_reconcile
+        #: Expected service seconds per (host, kind), shared in Redis and fed by reconcile.
+        self.estimates = estimates or RedisEstimates.from_settings(settings)
+        #: Hand back tasks still in the broker once aging makes them more urgent (resent at
+        #: the new priority as a new attempt by the same poll).
+        self.resend_aged = resend_aged
         self._prepared = False
 
     def prepare(self) -> None:
@@ -125,53 +136,90 @@ class CeleryDispatcher(Dispatcher):
     def poll(self) -> int:
         """Reconcile, claim what fits (one Beads write for all claims), then publish it."""
         report = self.reconciler.run_once()
+        for result in report.closed:
+            if not result.via_cloud:
+                self.estimates.observe(result.host, result.kind, result.total_s)
         if self.after_reconcile is not None:
             self.after_reconcile(report)
+        if self.resend_aged:
+            self.hand_back_aged()
         with self.store.batch():
             claimed = self.claim_ready()
         self.publish(claimed)
         return len(claimed)
 
     def claim_ready(self) -> list[tuple[Entry, WorkOrder]]:
-        """Claim ready issues, most urgent first, as long as some host has room for them."""
+        """Claim ready issues, most urgent first (aging included), each to the host where it
+        is expected to finish first, as long as some host has room for it."""
         entries = {entry.bead: entry for entry in self.ledger.entries()}
         loads = self.loads(list(entries.values()))
         by_priority = self.settings.beads.sort == "priority"
         down: set[str] | None = None
+        ready = self.store.ready(sort=self.settings.beads.sort)
+        now, times = time.time(), self.estimates.table()
+        planner = Planner.build(
+            self.settings, flights=_flights(entries.values()), ready=ready, times=times, now=now
+        )
         claimed = []
-        for issue in self.store.ready(sort=self.settings.beads.sort):
-            priority = beads_priority(issue)
+        for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
             room = self.room(priority, loads)
             if all(r <= 0 for r in room.values()):
                 if by_priority:  # everything after this is as urgent or less: no room either
                     break
                 continue
             down = self.health.down_hosts() if down is None else down
-            host, kind = self.route(issue, room=room, down=down)
+            host, kind = self.route(issue, planner=planner, priority=priority, room=room, down=down)
             if host is None:
                 continue
-            entry = self.claim(issue, host=host, kind=kind, previous=entries.get(issue.id))
+            entry = self.claim(
+                issue, host=host, kind=kind, priority=priority, previous=entries.get(issue.id)
+            )
             if entry is not None:
                 loads[host].append(priority)
-                claimed.append(
-                    (entry, WorkOrder.for_issue(issue, kind=kind, host=host, attempt=entry.attempt))
-                )
+                planner.sent(issue, host=host, kind=kind, priority=priority)
+                order = WorkOrder.for_issue(issue, kind=kind, host=host, attempt=entry.attempt)
+                claimed.append((entry, order))
         return claimed
 
     def route(
-        self, issue: Issue, *, room: dict[str, int], down: set[str]
+        self,
+        issue: Issue,
+        *,
+        room: dict[str, int],
+        down: set[str],
+        planner: Planner | None = None,
+        priority: int | None = None,
     ) -> tuple[str | None, str]:
-        """(host or cloud queue with room, kind) for ``issue``; host None when it must wait."""
-        kind = kind_of(issue, self.settings)
-        candidates = candidate_hosts(kind, self.settings)
-        host = pick_host(candidates, room=room, down=down)
-        all_down = all(c in down for c in candidates)
-        if host is None and all_down and room.get(CLOUD_QUEUE, 0) > 0:
+        """(host or cloud queue, kind) for ``issue``; host None when it must wait.
+
+        The host where it is expected to finish first (:func:`scheduling.choose_host`); the
+        cloud queue only when every host serving its kind is down. Without ``planner`` (one
+        poll's snapshot) it reads the ledger and the estimates itself.
+        """
+        if planner is None:
+            planner = Planner.build(
+                self.settings,
+                flights=_flights(self.ledger.entries()),
+                ready=[],
+                times=self.estimates.table(),
+            )
+        priority = int(beads_priority(issue)) if priority is None else priority
+        choice, kind = planner.choose(issue, priority=priority, room=room, down=down)
+        if choice is not None:
+            return choice.host, kind
+        all_down = all(c in down for c in candidate_hosts(kind, self.settings))
+        if all_down and room.get(CLOUD_QUEUE, 0) > 0:
             return CLOUD_QUEUE, kind
-        return host, kind
+        return None, kind
 
     def claim(
-        self, issue: Issue, *, host: str, kind: str, previous: Entry | None = None
+        self,
+        issue: Issue,
+        *,
+        host: str,
+        kind: str,
+        priority: int | None = None,
+        previous: Entry | None = None,
     ) -> Entry | None:
         """Claim ``issue`` for ``host`` in the ledger and in Beads; None if someone else has it.
 
@@ -179,7 +227,8 @@ class CeleryDispatcher(Dispatcher):
         stale: the ledger's claim is a compare-and-set on it, so a rival that claimed the bead
         meanwhile makes this claim fail rather than send the bead twice. The ledger entry
         (state ``claimed``) comes first, so a dispatcher that dies before :meth:`publish`
-        leaves a trace that reconcile hands back after a grace period.
+        leaves a trace that reconcile hands back after a grace period. ``priority`` is the one
+        it is sent at (aged; by default its Beads priority).
         """
         if previous is not None and previous.state in _ACTIVE:
             # Another dispatcher sent it since our `ready` read (same actor, so Beads' claim
@@ -191,7 +240,7 @@ class CeleryDispatcher(Dispatcher):
             task_id="",
             host=host,
             kind=kind,
-            priority=beads_priority(issue),
+            priority=beads_priority(issue) if priority is None else priority,
             state=EntryState.CLAIMED,
             since=time.time(),
             failures=previous.failures if previous else 0,
@@ -266,6 +315,38 @@ class CeleryDispatcher(Dispatcher):
             log.info("Handed back %d queued issue(s) on shutdown", count)
         return count
 
+    def hand_back_aged(self) -> int:
+        """Revoke tasks not started that aging has made more urgent, and hand their issues
+        back to Beads, so this poll sends them again at their aged priority.
+
+        A task in the broker keeps the priority it was sent at; without this, a p3 sent early
+        waits behind every p1 sent after it, however long it has waited. The attempt mechanism
+        makes the old message stale (the worker checks the ledger before it starts). The aging
+        clock of a sent task runs from when it was sent (the ledger keeps no ready time), so it
+        is promoted at most ``aging_s`` later than it would have been in Beads. The broker is
+        read only when some task is due.
+        """
+        aging_s, now = self.settings.scheduling.aging_s, time.time()
+        due = [
+            e
+            for e in self.ledger.entries()
+            if e.state is EntryState.SENT
+            and e.host != CLOUD_QUEUE
+            and effective_priority(e.priority, waited_s=now - e.since, aging_s=aging_s) < e.priority
+        ]
+        if not due:
+            return 0
+        waiting = self._queued_task_ids()
+        count = 0
+        for entry in (e for e in due if e.task_id in waiting):
+            self.app.control.revoke(entry.task_id)
+            self.ledger.put(entry.moved(EntryState.REQUEUED))
+            hand_back(self.store, entry.bead, note="resent at an aged priority", actor=self.actor)
+            count += 1
+        if count:
+            log.info("Resending %d aged task(s) still in the broker", count)
+        return count
+
     def _queued_task_ids(self) -> set[str]:
         """Tasks in the queues proper (not delivered to a worker yet)."""
         in_broker = broker_task_ids(self.app, self.settings, include_unacked=False)
@@ -273,3 +354,12 @@ class CeleryDispatcher(Dispatcher):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "room": self.room(), "in_flight": self.in_flight()}
+
+
+def _flights(entries: Iterable[Entry]) -> list[InFlight]:
+    """The ledger's active entries as the planner sees them (the oldest per host run)."""
+    return [
+        InFlight(host=e.host, kind=e.kind, priority=e.priority, since=e.since)
+        for e in entries
+        if e.state in _ACTIVE
+    ]

@@ -1,0 +1,78 @@
+"""End to end: with overflow on, the Celery dispatcher sends code to fenrir while skadi is full."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yggcelery.beads import JsonlStore
+from yggcelery.dispatch.celery import CeleryDispatcher
+from yggcelery.outcomes import TASK_MARKER
+from yggcelery.settings import Settings
+from yggcelery.sim import SimFleet
+from yggcelery.testing.cluster import LocalCluster
+
+TIME_SCALE = 0.02
+CODE_S = 50.0  # simulated seconds of each code bead (1 s real)
+
+
+def test_code_overflows_to_fenrir_while_skadi_is_full_and_closes_once(
+    make_settings: Callable[..., Settings],
+    sim_fleet: Callable[..., SimFleet],
+    local_cluster: Callable[..., LocalCluster],
+    tmp_path: Path,
+) -> None:
+    """Three code beads on skadi's two slots, fenrir allowed code at 0.7: the third finishes
+    sooner on fenrir (71 s) than behind skadi's two (100 s), runs there while skadi's slots are
+    both busy, and every bead closes once with one result comment."""
+    fleet = sim_fleet(time_scale=TIME_SCALE)
+    hosts = fleet.host_overrides()
+    hosts["fenrir-chat"] = hosts["fenrir-chat"].model_copy(update={"overflow": {"code": 0.7}})
+    scheduling = {"expected_s": {"code": CODE_S * TIME_SCALE, "text": 6.0 * TIME_SCALE}}
+    settings = make_settings(fleet=fleet, hosts=hosts, scheduling=scheduling)
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    beads = [
+        store.create(
+            f"code bead {n}",
+            priority=2,
+            issue_type="task",
+            labels=["kind:code"],
+            metadata={"ygg": {"service_s": CODE_S}},
+            actor="test",
+        ).id
+        for n in range(3)
+    ]
+    local_cluster(settings)
+
+    _run_until_idle(CeleryDispatcher(settings, store))
+
+    final = {issue.id: issue for issue in store.list_issues()}
+    assert Counter(final[b].status for b in beads) == {"closed": 3}
+    for bead in beads:
+        results = [c for c in final[bead].comments if TASK_MARKER in c.text]
+        assert len(results) == 1, f"{bead} has {len(results)} result comments"
+    on_fenrir = _served(fleet, "fenrir-chat")
+    on_skadi = _served(fleet, "skadi-code")
+    assert len(on_fenrir) == 1 and len(on_skadi) == 2, (on_fenrir, on_skadi)
+    runs = [*on_fenrir, *on_skadi]
+    both_busy = max(r["started"] for r in runs) < min(r["finished"] for r in runs)
+    assert both_busy, f"fenrir's run did not overlap skadi's two: {runs}"
+
+
+def _served(fleet: SimFleet, host: str) -> list[dict[str, Any]]:
+    return [r for r in fleet[host].records() if r["status"] == 200]
+
+
+def _run_until_idle(dispatcher: CeleryDispatcher, *, timeout_s: float = 120) -> None:
+    stop = threading.Event()
+    timer = threading.Timer(timeout_s, stop.set)
+    timer.start()
+    try:
+        dispatcher.run(stop=stop, until_idle=True)
+    finally:
+        timer.cancel()
+    assert not stop.is_set(), "dispatcher did not finish in time"

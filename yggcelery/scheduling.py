@@ -1,0 +1,249 @@
+"""Scheduling policy as pure functions: where a bead finishes first, and which ready bead goes next.
+
+Routing (:mod:`yggcelery.routing`) says what a bead is; this module says where and when it runs,
+from a snapshot the dispatcher takes once per poll. Nothing here touches a broker or a clock:
+
+- :meth:`HostLoad.start_s` — when a new task of some priority would get a slot on a host: the
+  running tasks keep their slots whatever their priority, queued ones go first only when at
+  least as urgent, played out on the slots earliest-free first;
+- :func:`own_waiting` — per host, the ready beads of its own kinds not yet sent: a host with
+  its own work waiting takes no overflow;
+- :func:`candidates_for` — every host able to run a bead's kind, with what the bead takes there
+  (its own hint, else the running estimate per (host, kind), which includes the host's speed);
+- :func:`choose_host` — the earliest expected finish; ties go to the kind's own hosts, and work
+  overflows to another kind's host only when it finishes strictly sooner there;
+- :func:`effective_priority` — aging: one level more urgent per ``aging_s`` waited, never above
+  p1, so a real p0 stays the only p0;
+- :func:`dispatch_order` — ready beads by effective priority; within a level Beads' own order
+  or, with ``order = "shortest"``, shortest expected first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from yggcelery.settings import SchedulingSettings, Settings
+
+if TYPE_CHECKING:
+    from yggcelery.beads import Issue
+
+#: The most urgent level aging reaches: p0 is kept for beads filed as p0.
+AGING_CEILING = 1
+#: Finish times closer than this are a tie (they come from sums of float estimates).
+TIE_S = 1e-6
+
+
+class ServiceTimes(Protocol):
+    """Expected seconds of one task of a kind on a host (``estimates.EstimateTable`` is one)."""
+
+    def expected_s(self, host: str, kind: str) -> float: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One task already sent to a host: waiting in its broker queue, or running on a slot."""
+
+    #: The priority it was sent with (its effective priority, aging included).
+    priority: int
+    #: Expected seconds it takes on that host.
+    expected_s: float
+    #: Seconds since it started on a slot; None while it waits in the queue.
+    running_s: float | None = None
+
+    @property
+    def remaining_s(self) -> float:
+        """Expected seconds until it frees its slot (0 once it runs past its estimate)."""
+        if self.running_s is None:
+            return self.expected_s
+        return max(self.expected_s - self.running_s, 0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostLoad:
+    """A host as the scheduler sees it at one moment."""
+
+    name: str
+    slots: int
+    jobs: tuple[Job, ...] = ()
+    #: Tasks the dispatcher may still send there now (its broker window); 0: none for now.
+    room: int = 1
+    up: bool = True
+    #: Ready beads of the host's own kinds still waiting in Beads (not sent). While any wait,
+    #: the host takes no overflow: a slot it gives away is one its own work needs, and that
+    #: work may have nowhere else to go (overflow is for capacity that would otherwise idle).
+    own_waiting: int = 0
+
+    @property
+    def takes_overflow(self) -> bool:
+        """Whether another kind's work may come here now."""
+        return self.own_waiting == 0
+
+    def __repr__(self) -> str:
+        running = sum(1 for j in self.jobs if j.running_s is not None)
+        queued = len(self.jobs) - running
+        state = "up" if self.up else "down"
+        return f"<HostLoad {self.name} {state} running={running} queued={queued} room={self.room}>"
+
+    def start_s(self, priority: int) -> float:
+        """Expected seconds until a new task at ``priority`` gets a slot here."""
+        running = sorted(j.remaining_s for j in self.jobs if j.running_s is not None)
+        free_at = [0.0] * max(self.slots - len(running), 0) + running[: max(self.slots, 1)]
+        heapq.heapify(free_at)
+        ahead = sorted(
+            (j for j in self.jobs if j.running_s is None and j.priority <= priority),
+            key=lambda j: j.priority,
+        )
+        for job in ahead:
+            heapq.heappush(free_at, heapq.heappop(free_at) + job.expected_s)
+        return free_at[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """A host able to run a bead's kind, and how long the bead would take there."""
+
+    load: HostLoad
+    #: Expected seconds of the bead on this host, its speed for the kind included.
+    service_s: float
+    #: The kind is one of the host's own kinds (not an overflow kind).
+    primary: bool
+
+    def finish_s(self, priority: int) -> float:
+        """Expected seconds from now until the bead would finish here."""
+        return self.load.start_s(priority) + self.service_s
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """Where a bead goes, and when it is expected to finish there."""
+
+    host: str
+    finish_s: float
+    #: The host runs the bead's kind as overflow, not as one of its own kinds.
+    overflow: bool
+
+
+def served_kind(kind: str, settings: Settings) -> str:
+    """``kind``, or the default kind when no host serves it (as :func:`routing.candidate_hosts`)."""
+    return kind if settings.hosts_for(kind) else settings.routing.default_kind
+
+
+def own_waiting(kinds: Iterable[str], settings: Settings) -> dict[str, int]:
+    """Host → how many of these waiting beads (by kind) are of its own kinds, for ``HostLoad``."""
+    out = dict.fromkeys(settings.hosts, 0)
+    for kind in kinds:
+        for name in settings.hosts_for(served_kind(kind, settings)):
+            out[name] += 1
+    return out
+
+
+def candidates_for(
+    kind: str,
+    *,
+    settings: Settings,
+    loads: Mapping[str, HostLoad],
+    times: ServiceTimes,
+    hint_s: float | None = None,
+) -> list[Candidate]:
+    """Every host in ``loads`` able to run ``kind``: the kind's own hosts first, then overflow.
+
+    ``hint_s`` (a bead's ``metadata.ygg.expected_s``, on the kind's own hosts) wins over the
+    running estimate, divided by the host's speed for the kind.
+    """
+    kind = served_kind(kind, settings)
+    out = []
+    for name, speed in settings.speeds_for(kind).items():
+        if name not in loads:
+            continue
+        service_s = hint_s / speed if hint_s is not None else times.expected_s(name, kind)
+        primary = kind in settings.hosts[name].kinds
+        out.append(Candidate(load=loads[name], service_s=service_s, primary=primary))
+    return out
+
+
+def choose_host(candidates: Sequence[Candidate], *, priority: int) -> Choice | None:
+    """The host where the bead finishes first, or None: no host may take it now.
+
+    Hosts that are down are skipped; hosts without room are not sent to, but an own host
+    without room still counts: when it would finish the bead sooner than any overflow host,
+    the bead waits for it (None) rather than taking a slower host now. A host whose own work
+    waits in Beads takes no overflow. Ties go to the kind's own hosts, then to configuration
+    order.
+    """
+    up = [(c.finish_s(priority), c) for c in candidates if c.load.up]
+    own_best = min((f for f, c in up if c.primary), default=math.inf)
+    best = _earliest((f, c) for f, c in up if c.primary and c.load.room > 0)
+    spill = _earliest(
+        (f, c) for f, c in up if not c.primary and c.load.room > 0 and c.load.takes_overflow
+    )
+    if spill is not None and spill[0] < own_best - TIE_S:
+        return Choice(host=spill[1].load.name, finish_s=spill[0], overflow=True)
+    if best is None:
+        return None
+    return Choice(host=best[1].load.name, finish_s=best[0], overflow=False)
+
+
+def _earliest(scored: Iterable[tuple[float, Candidate]]) -> tuple[float, Candidate] | None:
+    """The first of the earliest finishes (a later one must be sooner by more than a tie)."""
+    best: tuple[float, Candidate] | None = None
+    for finish, candidate in scored:
+        if best is None or finish < best[0] - TIE_S:
+            best = (finish, candidate)
+    return best
+
+
+def effective_priority(priority: int, *, waited_s: float, aging_s: float) -> int:
+    """``priority`` raised one level per ``aging_s`` waited, never above p1; ``aging_s`` 0: off.
+
+    A bead filed as p0 or p1 keeps its level: aging only lets p2..p4 catch up with p1.
+    """
+    if aging_s <= 0 or priority <= AGING_CEILING or not waited_s > 0:
+        return priority
+    return max(priority - int(waited_s // aging_s), AGING_CEILING)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadyBead:
+    """A ready bead as :func:`dispatch_order` sees it."""
+
+    bead: str
+    #: Its Beads priority, 0..4.
+    priority: int
+    #: Seconds since it became ready.
+    waited_s: float
+    #: Expected seconds on its kind's own hosts (for ``order = "shortest"``).
+    expected_s: float = 0.0
+
+    def level(self, aging_s: float) -> int:
+        """The priority it is dispatched at now."""
+        return effective_priority(self.priority, waited_s=self.waited_s, aging_s=aging_s)
+
+
+def dispatch_order(ready: Sequence[ReadyBead], *, policy: SchedulingSettings) -> list[ReadyBead]:
+    """``ready`` (in Beads' order) by effective priority, most urgent first.
+
+    Within a level, beads aged into it come before the level's own (they have waited at least
+    ``aging_s`` per level gained, most gained first); then Beads' order, or shortest expected
+    first with ``order = "shortest"``. The sort is stable, so equal beads keep Beads' order.
+    """
+
+    def key(bead: ReadyBead) -> tuple[int, int, float]:
+        level = bead.level(policy.aging_s)
+        shortest = bead.expected_s if policy.order == "shortest" else 0.0
+        return (level, level - bead.priority, shortest)
+
+    return sorted(ready, key=key)
+
+
+def bead_hint_s(issue: Issue) -> float | None:
+    """The bead's own expected seconds, ``metadata.ygg.expected_s``, if a positive number."""
+    meta = issue.metadata if isinstance(issue.metadata, dict) else {}
+    ygg = meta.get("ygg")
+    value = ygg.get("expected_s") if isinstance(ygg, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
