@@ -80,8 +80,10 @@ class Chaos:
 def soak_settings(make_settings: Callable[..., Settings], fleet: SimFleet) -> Settings:
     return make_settings(
         fleet=fleet,
-        timeouts={"task_soft_s": 7, "task_hard_s": 8, "visibility_s": 10, "lost_after_s": 60,
-                  "connect_s": 1, "read_s": 8},
+        # The production timeouts: a killed worker's work comes back by its heartbeat lapsing
+        # (worker_dead_s 15 s), not by the 20-minute visibility timeout.
+        timeouts={"task_soft_s": 900, "task_hard_s": 960, "visibility_s": 1200,
+                  "lost_after_s": 1500, "connect_s": 1, "read_s": 900},
         retry={"max_retries": 3, "backoff_s": 0.2, "backoff_max_s": 1.0, "max_deliveries": 5,
                "max_attempts": 3, "breaker_failures": 5, "breaker_cooldown_s": 2.0},
         dispatch={"poll_s": 0.2, "reconcile_every_s": 2.0, "status_every_s": 60,

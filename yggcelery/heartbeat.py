@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -35,19 +35,24 @@ KEY = "ygg:heartbeat:{hostname}"
 
 @dataclass(frozen=True)
 class Beat:
-    """One heartbeat: when it was sent, when the worker started, the tasks it holds."""
+    """One heartbeat: when it was sent, when the worker started, the tasks it holds, and for
+    those running, the pool process that runs each."""
 
     at: float
     boot: float
     tasks: frozenset[str]
+    pids: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"at": self.at, "boot": self.boot, "tasks": sorted(self.tasks)})
+        return json.dumps(
+            {"at": self.at, "boot": self.boot, "tasks": sorted(self.tasks), "pids": self.pids}
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Beat:
         data = json.loads(raw)
-        return cls(float(data["at"]), float(data["boot"]), frozenset(data.get("tasks", ())))
+        pids = {str(k): int(v) for k, v in (data.get("pids") or {}).items()}
+        return cls(float(data["at"]), float(data["boot"]), frozenset(data.get("tasks", ())), pids)
 
 
 def beat_client(settings: Settings) -> redis.Redis:
@@ -76,16 +81,30 @@ def worker_of(meta: dict[str, Any] | None) -> str | None:
     return str(worker) if worker else None
 
 
-def is_dead(task_id: str, sent_at: float, beat: Beat | None) -> bool:
-    """Whether the worker that started ``task_id`` can no longer be running it (pure).
+def fresh_beat(client: redis.Redis, hostname: str, *, after: float, wait_s: float) -> Beat | None:
+    """The first beat of ``hostname`` sent after ``after``, waiting up to ``wait_s`` for it;
+    None when the worker is silent (or gone)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        beat = read_beats(client, [hostname]).get(hostname)
+        if beat is not None and beat.at > after:
+            return beat
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
-    No beat within ``worker_dead_s``: the worker is gone. A beat from a worker of that name that
-    started *after* the attempt was sent and does not hold the task: a restarted worker, and
-    the old one is gone with the task.
+
+def is_dead(task_id: str, started_at: float, beat: Beat | None, *, heartbeat_s: float) -> bool:
+    """Whether the worker that started ``task_id`` at ``started_at`` no longer runs it (pure).
+
+    No beat within ``worker_dead_s``: the worker is gone. A beat sent well after the start
+    (one period later) that does not list the task: the worker no longer holds it, e.g. it was
+    restarted under the same name and the old one is gone with the task. A beat from before the
+    start says nothing about the task (a worker that just took it has not beaten yet).
     """
     if beat is None:
         return True
-    return beat.boot > sent_at and task_id not in beat.tasks
+    return beat.at > started_at + heartbeat_s and task_id not in beat.tasks
 
 
 class Heartbeat:
@@ -102,10 +121,11 @@ class Heartbeat:
         return f"<Heartbeat {self.key} every {self.settings.timeouts.heartbeat_s}s>"
 
     def beat(self) -> None:
-        tasks = frozenset(_held_task_ids())
+        tasks, pids = _held_tasks()
         ttl_ms = int(self.settings.timeouts.worker_dead_s * 1000)
+        beat = Beat(time.time(), self.boot, frozenset(tasks), pids)
         try:
-            self.client.set(self.key, Beat(time.time(), self.boot, tasks).to_json(), px=ttl_ms)
+            self.client.set(self.key, beat.to_json(), px=ttl_ms)
         except redis.RedisError as exc:  # Redis away: the next beat tries again
             log.debug("heartbeat not written: %r", exc)
 
@@ -115,22 +135,22 @@ class Heartbeat:
             self.stopped.wait(self.settings.timeouts.heartbeat_s)
 
     def stop(self) -> None:
-        """Stop beating and say so at once (a stopped worker holds nothing)."""
+        """Stop beating (tests); the key then lapses after ``worker_dead_s``."""
         self.stopped.set()
-        try:
-            self.client.delete(self.key)
-        except redis.RedisError as exc:
-            log.debug("heartbeat not cleared: %r", exc)
 
 
-def _held_task_ids() -> set[str]:
-    """Ids of the tasks this worker runs or holds reserved (Celery's own bookkeeping)."""
+def _held_tasks() -> tuple[set[str], dict[str, int]]:
+    """Ids of the tasks this worker runs or holds reserved, and the pool process running each
+    running one (Celery's own bookkeeping)."""
     for _ in range(3):  # the sets change under us as tasks start and end; try again
         try:
-            return {r.id for r in (*state.active_requests, *state.reserved_requests)}
+            active = list(state.active_requests)
+            reserved = list(state.reserved_requests)
         except RuntimeError:
             continue
-    return set()
+        pids = {r.id: int(r.worker_pid) for r in active if r.worker_pid}
+        return {r.id for r in (*active, *reserved)}, pids
+    return set(), {}
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -150,5 +170,5 @@ class HeartbeatStep(bootsteps.StartStopStep):
         self.thread.start()
 
     def stop(self, worker: Any) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
+        """Nothing: a worker stopping warmly still runs its tasks to the end, so it beats on
+        until its process exits (the thread is a daemon); then the key lapses by itself."""

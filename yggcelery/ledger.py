@@ -33,7 +33,7 @@ ATTEMPTS_KEY = "ygg:attempts"
 DELIVERIES_KEY = "ygg:deliveries:{task_id}:{retries}"
 #: How long a delivery count is kept: far longer than any attempt lives.
 DELIVERIES_TTL_S = 7 * 24 * 3600
-#: Which worker runs a task now (``<hostname>\t<started at>``), while it runs.
+#: Which worker and pool process run a task now (``<hostname>\t<pid>\t<started at>``).
 RUNNING_KEY = "ygg:running:{task_id}"
 
 # KEYS: ledger hash, attempts hash. ARGV: bead; the attempt of the entry the caller saw ('0':
@@ -166,17 +166,26 @@ class Ledger:
             return None
         return replace(entry, attempt=int(attempt), task_id=task_id(entry.bead, int(attempt)))
 
-    def running_on(self, task: str) -> tuple[str, float] | None:
-        """(worker hostname, start time) of ``task`` while a worker runs it, else None."""
-        raw = self.client.get(RUNNING_KEY.format(task_id=task))
-        if not raw:
-            return None
-        hostname, _, since = raw.decode().partition("\t")
-        return hostname, float(since)
+    def running_on(self, task: str) -> tuple[str, int, float] | None:
+        """(worker hostname, pool process id, start time) of ``task`` while a worker runs it."""
+        return self.running_of([task]).get(task)
 
-    def started(self, task: str, hostname: str, *, ttl_s: float) -> None:
-        """Record that ``hostname`` runs ``task`` now (kept ``ttl_s`` at most)."""
-        self.client.set(RUNNING_KEY.format(task_id=task), f"{hostname}\t{time.time()}",
+    def running_of(self, tasks: list[str]) -> dict[str, tuple[str, int, float]]:
+        """:meth:`running_on` for several tasks at once (one round trip); absent ones left out."""
+        if not tasks:
+            return {}
+        raw = self.client.mget([RUNNING_KEY.format(task_id=t) for t in tasks])
+        found = {}
+        for task, value in zip(tasks, raw, strict=True):
+            if value:
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                hostname, pid, since = text.split("\t")
+                found[task] = (hostname, int(pid), float(since))
+        return found
+
+    def started(self, task: str, hostname: str, pid: int, *, ttl_s: float) -> None:
+        """Record that pool process ``pid`` of ``hostname`` runs ``task`` (``ttl_s`` at most)."""
+        self.client.set(RUNNING_KEY.format(task_id=task), f"{hostname}\t{pid}\t{time.time()}",
                         px=int(ttl_s * 1000))  # fmt: skip
 
     def finished(self, task: str) -> None:

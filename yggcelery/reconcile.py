@@ -239,14 +239,25 @@ class Reconciler:
         return report
 
     def _dead_workers(self, sent: list[Entry], metas: dict[str, dict[str, Any]]) -> set[str]:
-        """Task ids of started attempts whose worker stopped beating (one MGET, only when some
-        attempt is running)."""
-        started = {e.task_id: (e, worker_of(metas.get(e.task_id))) for e in sent
-                   if (metas.get(e.task_id) or {}).get("status") == states.STARTED}  # fmt: skip
-        workers = sorted({w for _, w in started.values() if w})
-        beats = read_beats(self.ledger.client, workers)
-        return {task for task, (entry, worker) in started.items()
-                if worker and is_dead(task, entry.since, beats.get(worker))}  # fmt: skip
+        """Task ids of started attempts whose worker no longer runs them (two MGETs, only when
+        some attempt is running)."""
+        started = [e.task_id for e in sent
+                   if (metas.get(e.task_id) or {}).get("status") == states.STARTED]  # fmt: skip
+        if not started:
+            return set()
+        workers = {task: worker_of(metas.get(task)) for task in started}
+        beats = read_beats(self.ledger.client, sorted({w for w in workers.values() if w}))
+        running = self.ledger.running_of(started)
+        heartbeat_s = self.settings.timeouts.heartbeat_s
+        dead = set()
+        for task, worker in workers.items():
+            beat = beats.get(worker) if worker else None
+            if task in running:  # started_at is known: the full rule
+                if is_dead(task, running[task][2], beat, heartbeat_s=heartbeat_s):
+                    dead.add(task)
+            elif worker and beat is None:  # just starting or just finished: only silence counts
+                dead.add(task)
+        return dead
 
     def _apply(
         self, entry: Entry, decision: Decision, meta: dict[str, Any] | None, changes: _Changes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from yggcelery.cancel import AttemptCancelled, is_cancelled, watch_cancel
 from yggcelery.connections import redis_for
 from yggcelery.errors import TaskCrashed
 from yggcelery.exporter.durations import observe_results
-from yggcelery.heartbeat import is_dead, read_beats
+from yggcelery.heartbeat import fresh_beat
 from yggcelery.ledger import Ledger
 from yggcelery.outcomes import BeadResult
 from yggcelery.reconcile import run_once
@@ -119,7 +120,8 @@ def run_bead(task: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
     process = process_for(settings)
     hostname = str(task.request.hostname or "")
     check_delivery(task, order, process.ledger, settings)
-    process.ledger.started(order.task_id, hostname, ttl_s=settings.timeouts.task_hard_s + 60)
+    ttl_s = settings.timeouts.task_hard_s + 60
+    process.ledger.started(order.task_id, hostname, os.getpid(), ttl_s=ttl_s)
     try:
         return process.perform(order).to_dict()
     except AttemptCancelled:
@@ -142,7 +144,7 @@ def check_delivery(
         log.info("%s: task %s is stale (revoked or superseded); skipped",
                  order.bead_id, order.task_id)  # fmt: skip
         raise Ignore()
-    if delivery.deliveries > 1 and _answered_or_running(task, order, ledger):
+    if delivery.deliveries > 1 and _answered_or_running(task, order, ledger, settings):
         log.info("%s: task %s already answered or running on a live worker; duplicate delivery"
                  " skipped", order.bead_id, order.task_id)  # fmt: skip
         raise Ignore()
@@ -153,18 +155,26 @@ def check_delivery(
         )
 
 
-def _answered_or_running(task: Task[Any, Any], order: WorkOrder, ledger: Ledger) -> bool:
-    """Whether an earlier delivery of this task stored its result already, or still runs on a
-    worker that beats. kombu puts a running task's message back in the queue when the broker
-    connection drops; the answer on its way, or stored meanwhile, must not be asked for twice."""
+def _answered_or_running(
+    task: Task[Any, Any], order: WorkOrder, ledger: Ledger, settings: Settings
+) -> bool:
+    """Whether an earlier delivery of this task stored its result already, or still runs.
+
+    kombu puts a running task's message back in the queue when the broker connection drops;
+    the answer on its way, or stored meanwhile, must not be asked for twice. "Still runs" means
+    the pool process that started it is still listed running it in a heartbeat its worker sent
+    after this delivery arrived (a pool process that died, e.g. killed by the OOM killer, is
+    not: its task runs again at once).
+    """
     if task.AsyncResult(order.task_id).state in states.READY_STATES:
         return True
     running = ledger.running_on(order.task_id)
     if running is None:
         return False
-    hostname, since = running
-    beat = read_beats(ledger.client, [hostname]).get(hostname)
-    return not is_dead(order.task_id, since, beat)
+    hostname, pid, _ = running
+    wait_s = 2 * settings.timeouts.heartbeat_s
+    beat = fresh_beat(ledger.client, hostname, after=time.time(), wait_s=wait_s)
+    return beat is not None and beat.pids.get(order.task_id) == pid
 
 
 def reconcile(task: Task[Any, Any]) -> dict[str, int]:
