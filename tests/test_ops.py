@@ -40,6 +40,9 @@ KNOWN_METRICS = {
     "ygg_task_duration_seconds_sum",
     "ygg_task_duration_seconds_count",
     "ygg_gpu_utilization",
+    "ygg_slots_configured",
+    "ygg_slots_effective",
+    "ygg_server_waiting",
     "ygg_cloud_spend_usd_today",
     "ygg_worker_online",
     "ygg_host_up",
@@ -313,6 +316,8 @@ def test_alert_rules_cover_the_fleet_and_use_only_served_metrics() -> None:
         "YggWorkerOffline",
         "YggQueueDepthHigh",
         "YggGpuIdleWhileQueued",
+        "YggSlotsBelowConfigured",
+        "YggServerQueueWhileFull",
         "YggCloudSpendNearBudget",
     }
     for rule in rules:

@@ -27,6 +27,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from yggcelery.capacity.live import CapacityStep
 from yggcelery.heartbeat import HeartbeatStep
 from yggcelery.priority import PRIORITIES, UNPRIORITISED
 from yggcelery.routing import broker_priority, queue_names
@@ -42,6 +43,7 @@ class YggCelery(Celery):
         self.ygg = settings
         self.config_from_object(celery_config(settings))
         self.steps["worker"].add(HeartbeatStep)
+        self.steps["worker"].add(CapacityStep)
 
     def __repr__(self) -> str:
         return f"<YggCelery {self.ygg!r}>"

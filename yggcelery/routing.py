@@ -40,24 +40,33 @@ def queue_names(settings: Settings) -> list[str]:
     return names
 
 
-def capacity(host: str, settings: Settings) -> int:
-    """Tasks ``host`` (or the cloud queue) may have in the broker, queued or running, at once."""
+def capacity(host: str, settings: Settings, *, slots: Mapping[str, int] | None = None) -> int:
+    """Tasks ``host`` (or the cloud queue) may have in the broker, queued or running, at once:
+    ``inflight_per_slot`` per slot, the slots to fill now from ``slots`` where it names the
+    host (the effective slots, :func:`yggcelery.capacity.live.effective_slots_by_host`), else
+    the configured ones."""
     if host == CLOUD_QUEUE:
         return CLOUD_SLOTS
-    return int(settings.hosts[host].slots * settings.dispatch.inflight_per_slot)
+    configured = settings.hosts[host].slots
+    count = configured if slots is None else slots.get(host, configured)
+    return int(count * settings.dispatch.inflight_per_slot)
 
 
 def room(
-    loads: Mapping[str, Iterable[int]], *, priority: int, settings: Settings
+    loads: Mapping[str, Iterable[int]],
+    *,
+    priority: int,
+    settings: Settings,
+    slots: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """How many more tasks of ``priority`` each host may take, given the priorities it has in
-    flight (``loads``).
+    flight (``loads``) and the slots to fill now (``slots``, see :func:`capacity`).
 
     The cap counts only in-flight work at least as urgent: a p0 is sent even to a host whose
     queue is full of p3, and the broker then serves it first, at the next free slot.
     """
     return {
-        host: capacity(host, settings) - sum(1 for p in load if p <= priority)
+        host: capacity(host, settings, slots=slots) - sum(1 for p in load if p <= priority)
         for host, load in loads.items()
     }
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from yggcelery.capacity.live import capacity_rows
+from yggcelery.connections import redis_for
 from yggcelery.dispatch.base import HostStatus
 from yggcelery.dispatch.plan import promoted
 from yggcelery.estimates import EstimateTable, RedisEstimates
@@ -86,6 +88,9 @@ def full_status(app: Celery, settings: Settings, store: BeadsStore) -> dict[str,
         "hosts": host_status(app, settings, view=view),
         "beads_ready": ready_by_priority(store, settings),
         "estimates": estimate_rows(RedisEstimates.from_settings(settings).table()),
+        # Configured vs effective slots, the server's queue and GPU use, from the workers'
+        # live readings (capacity/live.py).
+        "capacity": capacity_rows(settings, redis_for(settings)),
         # Ready beads aging sends more urgently than filed (scheduling.effective_priority).
         "promoted": promoted(ready, settings=settings, now=time.time()),
         # The control worker's node is named "control@machine" (see `ygg worker control`).

@@ -14,7 +14,7 @@ import redis
 
 from yggcelery.beads import open_store
 from yggcelery.capacity import doctor as checks
-from yggcelery.capacity.check import Check, all_ok
+from yggcelery.capacity.check import Check, all_ok, failed
 from yggcelery.capacity.tomledit import write_slots
 from yggcelery.capacity.tune import toml_lines, tune
 from yggcelery.celery_app import make_app
@@ -30,7 +30,7 @@ def beat_check(settings: Settings) -> Check:
         client = redis.Redis.from_url(settings.result_backend, socket_timeout=2)
         raw = client.get(BEAT_PASS_KEY)
     except redis.RedisError as exc:
-        return Check("beat", False, f"cannot read the last reconcile pass: {exc}", "start Redis")
+        return failed("beat", f"cannot read the last reconcile pass: {exc}", "start Redis")
     last = float(raw) if raw else None
     every_s = settings.dispatch.reconcile_every_s
     return checks.check_beat(last_pass_at=last, reconcile_every_s=every_s)

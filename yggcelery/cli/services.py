@@ -172,12 +172,35 @@ def status(ctx: Context, as_json: bool) -> None:
     console.print(table)
     ready = " ".join(f"{p}={n}" for p, n in data["beads_ready"].items())
     console.print(f"Ready in Beads: {ready}")
+    console.print(_capacity_table(data["capacity"]))
     console.print(_estimates_table(data["estimates"]))
     for bead in data["promoted"]:
         console.print(
             f"Promoted by aging: {bead['bead']} {bead['filed']} → {bead['now']}"
             f" (ready {bead['waited_s']:.0f} s)"
         )
+
+
+def _capacity_table(rows: list[dict[str, Any]]) -> Table:
+    """Per host: configured vs effective slots, the server's parallelism, queue and GPU use."""
+    table = Table(title="capacity (from each host's worker, every capacity.probe_s)")
+    for column in ("host", "slots", "effective", "server runs", "waiting", "GPU", "read"):
+        table.add_column(column)
+    for row in rows:
+        effective = str(row["effective"])
+        if row["effective"] < row["configured"]:
+            effective = f"[red]{effective}"
+        gpu = "-" if row["gpu"] is None else f"{row['gpu']:.0%} ({row['gpu_source']})"
+        read = "no reading" if row["age_s"] is None else f"{row['age_s']:.0f} s ago"
+        if row["error"]:
+            read = f"[red]{row['error']}"
+        table.add_row(row["host"], str(row["configured"]), effective, _dash(row["parallel"]),
+                      _dash(row["waiting"]), gpu, read)  # fmt: skip
+    return table
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def _estimates_table(rows: list[dict[str, Any]]) -> Table:

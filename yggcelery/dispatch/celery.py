@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from yggcelery.capacity.live import effective_slots_by_host, read_capacity
 from yggcelery.celery_app import make_app
 from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
 from yggcelery.dispatch.plan import InFlight, Planner, ordered
@@ -124,11 +125,22 @@ class CeleryDispatcher(Dispatcher):
         return loads
 
     def room(
-        self, priority: int = PRIORITIES[-1], loads: dict[str, list[int]] | None = None
+        self,
+        priority: int = PRIORITIES[-1],
+        loads: dict[str, list[int]] | None = None,
+        slots: dict[str, int] | None = None,
     ) -> dict[str, int]:
-        """How many more tasks of ``priority`` each host may take now (:func:`routing.room`)."""
+        """How many more tasks of ``priority`` each host may take now (:func:`routing.room`),
+        filling only the effective ``slots`` (read now when not given)."""
         loads = self.loads() if loads is None else loads
-        return room_for(loads, priority=priority, settings=self.settings)
+        slots = self.effective_slots() if slots is None else slots
+        return room_for(loads, priority=priority, settings=self.settings, slots=slots)
+
+    def effective_slots(self) -> dict[str, int]:
+        """Slots to fill per host now: what each host's worker last read from its server
+        (:mod:`yggcelery.capacity.live`), the configured slots where no fresh reading is."""
+        live = read_capacity(self.ledger.client, list(self.settings.hosts))
+        return effective_slots_by_host(self.settings, live)
 
     def in_flight(self) -> int:
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
@@ -153,6 +165,7 @@ class CeleryDispatcher(Dispatcher):
         is expected to finish first, as long as some host has room for it."""
         entries = {entry.bead: entry for entry in self.ledger.entries()}
         loads = self.loads(list(entries.values()))
+        slots = self.effective_slots()
         by_priority = self.settings.beads.sort == "priority"
         down: set[str] | None = None
         ready = self.store.ready(sort=self.settings.beads.sort)
@@ -162,7 +175,7 @@ class CeleryDispatcher(Dispatcher):
         )
         claimed = []
         for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
-            room = self.room(priority, loads)
+            room = self.room(priority, loads, slots)
             if all(r <= 0 for r in room.values()):
                 if by_priority:  # everything after this is as urgent or less: no room either
                     break

@@ -1,20 +1,33 @@
-"""GPU busy share per host, from the best source present (the simulator, NVML, Ollama)."""
+"""GPU busy share per host, from the best source present.
+
+In order:
+
+1. a simulated host's ``/sim/status``, read at scrape time: its busy slot-seconds since the last
+   scrape, an average over the scrape interval (better than any sample);
+2. the host's live capacity reading (:mod:`yggcelery.capacity.live`): its worker probes the
+   server from the host's own machine, so NVML there, else vLLM's KV cache use, llama.cpp's
+   busy slots or Ollama's ``/api/ps``;
+3. NVML here, for a server on the dispatcher's own machine;
+4. an ESTIMATE: busy slots / slots, or 0 for an Ollama with no model loaded.
+"""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from yggcelery.capacity import nvml
+from yggcelery.capacity.live import LiveCapacity
+from yggcelery.capacity.probe import on_this_machine
 from yggcelery.settings import HostSettings
 
 GPU_HELP = (
-    "GPU busy share 0..1. NVML when the dispatcher runs on the host itself; for a simulated host"
-    " the simulator's busy slot-seconds since the last scrape; otherwise an ESTIMATE: busy slots"
-    " / slots while the model is loaded (Ollama /api/ps), 0 when it is not"
+    "GPU busy share 0..1. For a simulated host the simulator's busy slot-seconds since the last"
+    " scrape; else the host's worker's live reading (NVML on the host, vLLM KV cache use,"
+    " llama.cpp busy slots, Ollama /api/ps); else NVML when the dispatcher runs on the host;"
+    " otherwise an ESTIMATE: busy slots / slots (0 for an Ollama with no model loaded)"
 )
 
 
@@ -25,21 +38,31 @@ class _SimSample:
 
 
 class GpuProbe:
-    """GPU busy share per host: the simulator, NVML on this very host, else Ollama's ``/api/ps``."""
+    """GPU busy share per host from the best source present (see the module doc)."""
 
     def __init__(self, *, timeout_s: float = 1.0) -> None:
         self._http = httpx.Client(timeout=timeout_s)
         self._last: dict[str, _SimSample] = {}
 
-    def utilization(self, name: str, host: HostSettings, *, busy: int) -> float | None:
-        """0..1, or None when the host does not answer (no series is better than a made-up 0)."""
+    def __repr__(self) -> str:
+        return f"<GpuProbe simulated={sorted(self._last)}>"
+
+    def utilization(
+        self, name: str, host: HostSettings, *, busy: int, live: LiveCapacity | None = None
+    ) -> float | None:
+        """0..1, or None when the host does not answer (no series is better than a made-up 0).
+
+        ``busy`` is the tasks the host's worker runs now; ``live`` its fresh live reading.
+        """
         sim = self._get_json(host.base_url + "/sim/status")
         if isinstance(sim, dict) and "busy_slot_s" in sim:
             return _clamp(self._from_sim(name, sim))
-        if is_local(host.base_url):
-            nvml = nvml_utilization()
-            if nvml is not None:
-                return _clamp(nvml)
+        if live is not None and live.gpu is not None:
+            return _clamp(live.gpu)
+        if on_this_machine(host.base_url):
+            found = nvml.read()
+            if isinstance(found, nvml.NvmlReading):
+                return _clamp(found.utilisation)
         if host.dialect == "ollama":
             ps = self._get_json(host.base_url + "/api/ps")
             if not isinstance(ps, dict):
@@ -73,36 +96,3 @@ class GpuProbe:
 
 def _clamp(value: float) -> float:
     return min(max(value, 0.0), 1.0)
-
-
-def is_local(base_url: str) -> bool:
-    """Whether ``base_url`` names this machine (loopback, or this machine's own name)."""
-    name = urlsplit(base_url).hostname or ""
-    if name in ("localhost", socket.gethostname(), socket.getfqdn()):
-        return True
-    try:
-        infos = socket.getaddrinfo(name, None)
-    except OSError:
-        return False
-    return any(info[4][0] in ("127.0.0.1", "::1") for info in infos)
-
-
-def nvml_utilization() -> float | None:
-    """Mean GPU utilisation of this machine's NVIDIA GPUs (0..1), or None without NVML."""
-    try:
-        import pynvml  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            rates = [
-                pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu
-                for i in range(count)
-            ]
-        finally:
-            pynvml.nvmlShutdown()
-    except pynvml.NVMLError:
-        return None
-    return sum(rates) / (100.0 * len(rates)) if rates else None
