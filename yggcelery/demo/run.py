@@ -48,6 +48,26 @@ from yggcelery.testing.seed import seed_issues
 _FINISHED = ("closed", "blocked")
 
 
+#: What ``make demo`` lets each seed host do besides its own kind, at what relative speed (the
+#: issue's example: fenrir's chat model writes code at 0.7 of skadi's speed; surtr's reasoning
+#: model does text at 0.8 and code at 0.7). An operator opts in per host in ygg.toml.
+DEMO_OVERFLOW = {
+    "fenrir-chat": {"code": 0.7},
+    "surtr-reasoning": {"text": 0.8, "code": 0.7},
+}
+DEMO_OVERFLOW_TEXT = "fenrir-chat code×0.7; surtr-reasoning text×0.8, code×0.7"
+
+
+def with_demo_overflow(base: Settings) -> Settings:
+    """``base`` with :data:`DEMO_OVERFLOW` on the seed hosts it has (validated as any file)."""
+    hosts = {
+        name: host.model_dump()
+        | ({"overflow": DEMO_OVERFLOW[name]} if name in DEMO_OVERFLOW else {})
+        for name, host in base.hosts.items()
+    }
+    return load_settings(hosts=hosts)
+
+
 class DemoError(YggError):
     """Raised when a part of the demo cluster fails to start or dies during the run."""
 
@@ -169,6 +189,12 @@ class Demo:
         self._fresh_workspace()
         base = load_settings(self.options.config)
         say = functools.partial(self.console.print, soft_wrap=True)
+        if self.options.config is None:
+            base = with_demo_overflow(base)
+            say(
+                "[bold]Overflow on[/] (demo only; the seed fleet stays pinned):"
+                f" {DEMO_OVERFLOW_TEXT}"
+            )
         redis = stack.enter_context(RedisServer())
         say(f"[bold]Redis[/] on 127.0.0.1:{redis.port}")
         fleet = self._fleet(base, stack)
