@@ -12,24 +12,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from celery import states
+
 from yggcelery.beads import JsonlStore
 from yggcelery.celery_app import make_app
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.routing import CLOUD_QUEUE
+from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.outcomes import BeadResult
+from yggcelery.routing import CLOUD_QUEUE, task_id
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.waiting import wait_until
 
 
 def pool_sizes(settings: Settings, *, timeout_s: float = 60) -> dict[str, int]:
     """Max concurrency per worker node, from `inspect stats` (what Flower shows)."""
     app = make_app(settings)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stats: dict[str, Any] = app.control.inspect(timeout=1).stats() or {}
-        if stats:
-            return {node.split("@")[0]: s["pool"]["max-concurrency"] for node, s in stats.items()}
-    raise TimeoutError("no worker answered")
+    inspect = app.control.inspect(timeout=1)  # each stats() call is a new broadcast
+    stats: dict[str, Any] = wait_until(inspect.stats, timeout_s=timeout_s, what="a worker's stats")
+    return {node.split("@")[0]: s["pool"]["max-concurrency"] for node, s in stats.items()}
 
 
 def test_ygg_worker_runs_each_host_with_its_slots_and_node_name(
@@ -76,15 +78,17 @@ def test_ygg_status_json_reports_hosts_queues_and_ready_beads(
     store.create("summary", priority=0, labels=["kind:text"], actor="me")
     local_cluster(settings, hosts=["skadi-code"], control=False)
     CeleryDispatcher(settings, store).poll()  # 3 code tasks: 2 run on skadi's slots, 1 queued
-    deadline = time.monotonic() + 30
-    while True:
+
+    def busy_status() -> dict[str, Any]:
+        """`ygg status --json` once skadi's two slots are busy ({} before that)."""
         out = subprocess.run([sys.executable, "-m", "yggcelery", "status", "--json"],
                              env={**os.environ, **to_env(settings)}, capture_output=True,
                              text=True, check=True)  # fmt: skip
-        data = json.loads(out.stdout)
-        skadi = data["hosts"]["skadi-code"]
-        if skadi["active"] == 2 or time.monotonic() > deadline:
-            break
+        data: dict[str, Any] = json.loads(out.stdout)
+        return data if data["hosts"]["skadi-code"]["active"] == 2 else {}
+
+    data = wait_until(busy_status, timeout_s=30, every_s=0.5, what="skadi busy in `ygg status`")
+    skadi = data["hosts"]["skadi-code"]
     assert skadi == {"slots": 2, "active": 2, "available_slots": 0, "online": True,
                      "queued": {"p0": 0, "p1": 1, "p2": 0, "p3": 0, "p4": 0}}  # fmt: skip
     assert data["hosts"]["fenrir-chat"]["online"] is False
@@ -133,12 +137,6 @@ def test_a_full_host_still_takes_a_more_urgent_issue(
 
 def test_ygg_reconcile_once_closes_a_finished_issue(make_settings: Callable[..., Settings]) -> None:
     """`ygg reconcile --once` writes a stored result into Beads and prints what it did."""
-    from celery import states
-
-    from yggcelery.ledger import Entry, EntryState, Ledger
-    from yggcelery.outcomes import BeadResult
-    from yggcelery.routing import task_id
-
     settings = make_settings()
     settings.beads.dir.mkdir(parents=True)
     store = JsonlStore(settings.beads.jsonl_path)

@@ -41,8 +41,9 @@ CHROMIUM_ARGS = [
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)", allow_module_level=True)
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+# after the skips above: without Chromium or playwright the module is skipped, not an error
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402 (after the skips)
+from playwright.sync_api import Page, sync_playwright  # noqa: E402 (after the skips)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from yggcelery.routing import broker_priority, task_id
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
+from yggcelery.testing.waiting import wait_until
 from yggcelery.work.perform import WorkOrder
 
 HOST = "skadi-code"
@@ -45,13 +46,15 @@ def publish(
 
 
 def wait_served(fleet: SimFleet, count: int, *, timeout_s: float = 120) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """The host's answered requests in start order, once there are ``count`` of them."""
+
+    def served() -> list[dict[str, Any]]:
         records = [r for r in fleet[HOST].records() if r["status"] == 200]
-        if len(records) >= count:
-            return sorted(records, key=lambda r: r["started"])
-        time.sleep(0.1)
-    raise TimeoutError(f"only {len(fleet[HOST].records())} of {count} requests served")
+        return records if len(records) >= count else []
+
+    records = wait_until(served, timeout_s=timeout_s, every_s=0.1,
+                         what=f"{count} requests served by {HOST}")  # fmt: skip
+    return sorted(records, key=lambda r: r["started"])
 
 
 def inversions(records: list[dict[str, Any]]) -> int:
@@ -121,11 +124,8 @@ def test_p0_behind_twenty_p3_starts_at_the_next_free_slot(
 
 
 def wait_served_or_running(fleet: SimFleet, count: int, *, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len([r for r in fleet[HOST].records() if r["started"]]) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError("tasks did not start")
-        time.sleep(0.05)
+    wait_until(lambda: len([r for r in fleet[HOST].records() if r["started"]]) >= count,
+               timeout_s=timeout_s, what=f"{count} requests started at {HOST}")  # fmt: skip
 
 
 def rabbitmq_running() -> bool:

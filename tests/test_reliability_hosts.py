@@ -17,7 +17,8 @@ from yggcelery.llm.breaker import CircuitBreaker, CircuitState, RedisBreakerStat
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.faults import DispatcherThread, audit, wait_until
+from yggcelery.testing.faults import DispatcherThread, audit
+from yggcelery.testing.waiting import wait_until
 
 HOST = "skadi-code"
 
@@ -92,10 +93,13 @@ def test_host_down_blocks_caught_work_naming_it_and_its_return_closes_the_breake
         BreakerWatch(settings, HOST) as watch,
         DispatcherThread(CeleryDispatcher(settings, store)) as loop,
     ):
-        assert wait_until(lambda: len(fleet[HOST].records()) >= 3, timeout_s=60)
+        wait_until(lambda: len(fleet[HOST].records()) >= 3, timeout_s=60, every_s=0.2,
+                   what=f"3 requests at {HOST}")  # fmt: skip
         fleet[HOST].down()
-        assert wait_until(lambda: CircuitState.OPEN in watch.seen, timeout_s=60)
-        assert wait_until(lambda: loop.dispatcher.in_flight() == 0, timeout_s=60)
+        wait_until(lambda: CircuitState.OPEN in watch.seen, timeout_s=60, every_s=0.2,
+                   what=f"{HOST}'s breaker open")  # fmt: skip
+        wait_until(lambda: loop.dispatcher.in_flight() == 0, timeout_s=60, every_s=0.2,
+                   what="nothing in flight")  # fmt: skip
         came_back = time.time()
         fleet[HOST].up()
         assert loop.wait(timeout_s=120), "dispatcher did not finish"
@@ -131,7 +135,8 @@ def test_host_down_with_a_cloud_fallback_closes_everything_some_via_the_cloud(
         BreakerWatch(settings, HOST) as watch,
         DispatcherThread(CeleryDispatcher(settings, store)) as loop,
     ):
-        assert wait_until(lambda: len(fleet[HOST].records()) >= 3, timeout_s=60)
+        wait_until(lambda: len(fleet[HOST].records()) >= 3, timeout_s=60, every_s=0.2,
+                   what=f"3 requests at {HOST}")  # fmt: skip
         fleet[HOST].down()
         assert loop.wait(timeout_s=120), "dispatcher did not finish"
     assert loop.error is None

@@ -19,8 +19,9 @@ from yggcelery.reconcile import broker_task_ids, result_metas
 from yggcelery.settings import Settings, to_env
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
-from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead, wait_until
+from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
 from yggcelery.testing.seed import seed_issues
+from yggcelery.testing.waiting import wait_until
 
 HOST = "skadi-code"
 
@@ -48,9 +49,8 @@ def test_sigterm_on_a_worker_finishes_its_running_tasks(
     cluster = local_cluster(settings, hosts=[HOST])
 
     with DispatcherThread(CeleryDispatcher(settings, store)) as loop:
-        assert wait_until(
-            lambda: any(r["status"] is None for r in fleet[HOST].records()), timeout_s=60
-        )
+        wait_until(lambda: any(r["status"] is None for r in fleet[HOST].records()),
+                   timeout_s=60, every_s=0.2, what=f"a request running at {HOST}")  # fmt: skip
         termed_at = time.time()
         os.kill(cluster.pid(HOST), signal.SIGTERM)  # the main process only (systemd KillMode=mixed)
         cluster.procs[HOST].wait(timeout=120)
@@ -79,9 +79,8 @@ def test_sigterm_on_the_whole_worker_group_hands_running_tasks_back(
     cluster = local_cluster(settings, hosts=[HOST])
 
     with DispatcherThread(CeleryDispatcher(settings, store)) as loop:
-        assert wait_until(
-            lambda: any(r["status"] is None for r in fleet[HOST].records()), timeout_s=60
-        )
+        wait_until(lambda: any(r["status"] is None for r in fleet[HOST].records()),
+                   timeout_s=60, every_s=0.2, what=f"a request running at {HOST}")  # fmt: skip
         cluster.kill_worker(HOST, sig=signal.SIGTERM)
         cluster.start_worker(HOST)
         assert loop.wait(timeout_s=180), "dispatcher did not finish"
@@ -108,7 +107,8 @@ def test_sigint_on_ygg_loop_leaves_nothing_claimed_but_unsent(
     log = (tmp_path / "loop.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "yggcelery", "loop"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
-    assert wait_until(lambda: sum(requests_by_bead(fleet, status=None).values()) >= 4, timeout_s=60)
+    wait_until(lambda: sum(requests_by_bead(fleet, status=None).values()) >= 4, timeout_s=60,
+               every_s=0.2, what="4 model requests sent by `ygg loop`")  # fmt: skip
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0
 

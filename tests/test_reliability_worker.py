@@ -122,6 +122,7 @@ def run_with_crashes(
         while len(killed_at) < kills:
             since = killed_at[-1] if killed_at else 0.0
             at_work = functools.partial(busy, fleet, HOST, since=since)
+            # the lambda runs in this iteration only, so its late binding of at_work is harmless
             wait_until(lambda: at_work() or not loop.alive, timeout_s=60, every_s=0.2,  # noqa: B023
                        what=f"{HOST} at work again")  # fmt: skip
             if not loop.alive:  # all work done before the next kill: fewer kills than asked

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from yggcelery.testing.cluster import LocalCluster
 from yggcelery.testing.faults import DispatcherThread, audit, requests_by_bead
 from yggcelery.testing.redis import RedisServer
 from yggcelery.testing.seed import seed_issues
+from yggcelery.testing.waiting import wait_until
 
 HOST = "skadi-code"
 #: Fake secrets the test looks for everywhere.
@@ -106,7 +106,7 @@ def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-def test_whole_cluster_with_passwords_and_cloud_key_leaks_no_secret(  # noqa: PLR0917
+def test_whole_cluster_with_passwords_and_cloud_key_leaks_no_secret(  # noqa: PLR0917 (fixtures)
     password_redis: RedisServer,
     make_settings: Callable[..., Settings],
     sim_fleet: Callable[..., SimFleet],
@@ -138,7 +138,9 @@ def test_whole_cluster_with_passwords_and_cloud_key_leaks_no_secret(  # noqa: PL
         cluster.wait_online()
         with DispatcherThread(CeleryDispatcher(settings, store)) as loop:
             assert loop.wait(timeout_s=180)
-        time.sleep(1)  # beat's next reconcile, so its log lines are in too
+        done = reconciles_run(logs)  # then beat's next reconcile, so its log lines are in too
+        wait_until(lambda: reconciles_run(logs) > done, timeout_s=60,
+                   what="a reconcile run by beat after the dispatcher finished")  # fmt: skip
 
     report = audit(store)
     assert report.ok and report.statuses == {"closed": 12}, report.problems
@@ -153,6 +155,13 @@ def test_whole_cluster_with_passwords_and_cloud_key_leaks_no_secret(  # noqa: PL
     assert len(outputs["redis"]) > 1000 and len(outputs[str(logs / "cloud.log")]) > 0
     leaks = [(where, s) for where, text in outputs.items() for s in SECRETS if s in text]
     assert leaks == []
+
+
+def reconciles_run(logs: Path) -> int:
+    """Reconcile tasks the control worker has logged as finished."""
+    text = (logs / "control.log").read_text(errors="replace")
+    return sum("Task yggcelery.reconcile[" in line and " succeeded in " in line
+               for line in text.splitlines())  # fmt: skip
 
 
 def dump_redis(server: RedisServer) -> str:

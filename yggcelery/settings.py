@@ -249,13 +249,17 @@ class DispatchSettings(_Strict):
     reconcile_every_s: float = Field(default=10.0, gt=0)
 
 
+#: Expected seconds per kind of the seed fleet, until durations are measured.
+DEFAULT_EXPECTED_S = {"reasoning": 20.0, "text": 6.0, "code": 10.0}
+
+
 class SchedulingSettings(_Strict):
     """Which host finishes a bead first, and in which order ready beads go (``scheduling.py``)."""
 
     #: Expected seconds of one task of each kind on its own hosts, until durations are measured
     #: (a bead's ``metadata.ygg.expected_s`` overrides it for that bead).
     expected_s: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: {"reasoning": 20.0, "text": 6.0, "code": 10.0}
+        default_factory=lambda: dict(DEFAULT_EXPECTED_S)
     )
     #: Expected seconds of a kind missing from ``expected_s``.
     default_expected_s: float = Field(default=10.0, gt=0)
@@ -428,8 +432,10 @@ class Settings(BaseSettings):
                 if kind not in served:
                     raise _KeyedError(("hosts", name, "overflow", kind), _unserved(kind, served))
         if "expected_s" in self.scheduling.model_fields_set:
+            # A seed kind's default time is harmless where no host serves it (the settings of a
+            # partial fleet travel to its workers as YGG_* variables, defaults included).
             for kind in self.scheduling.expected_s:
-                if kind not in served:
+                if kind not in served and kind not in DEFAULT_EXPECTED_S:
                     raise _KeyedError(("scheduling", "expected_s", kind), _unserved(kind, served))
         return self
 

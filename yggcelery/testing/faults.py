@@ -172,17 +172,6 @@ class DispatcherThread:
         self.stop()
 
 
-def wait_until(predicate: Any, *, timeout_s: float, every_s: float = 0.2) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every_s)
-
-
 def running_pids(app: Celery) -> dict[str, int]:
     """Task id → pid of the pool process running it, on every worker that answers."""
     active = app.control.inspect(timeout=1.0).active() or {}
