@@ -8,15 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from celery import states
 
 from yggcelery.beads import Issue, JsonlStore
 from yggcelery.celery_app import make_app
-from yggcelery.ledger import Entry, EntryState, Ledger
+from yggcelery.ledger import LEDGER_KEY, Entry, EntryState, Ledger
 from yggcelery.outcomes import TASK_MARKER, BeadResult
 from yggcelery.reconcile import Action, Reconciler, decide, needs_broker
 from yggcelery.routing import task_id
 from yggcelery.settings import Settings, load_settings
+from yggcelery.testing.redis import RedisServer
 
 NOW = 1_000_000.0
 SETTINGS = load_settings()
@@ -206,3 +208,19 @@ def test_a_pass_interrupted_after_the_comment_does_not_comment_twice(
     final = store.get(bead.id)
     assert final.status == "closed"
     assert len(final.comments) == 1
+
+
+def test_a_pass_leaves_alone_an_attempt_a_dispatcher_claimed_after_the_pass_read_the_ledger(
+    redis_db: RedisServer,
+) -> None:
+    """A pass read attempt 1 (requeued); a dispatcher then claimed attempt 2: the pass's put
+    and forget of attempt 1 leave attempt 2 alone (the bead is not left in_progress forever)."""
+    ledger = Ledger(redis.Redis.from_url(redis_db.url(1)))
+    read = entry(EntryState.REQUEUED)
+    ledger.client.hset(LEDGER_KEY, read.bead, read.to_json())
+    claimed = ledger.claim(entry(EntryState.CLAIMED), seen=read)
+    assert claimed is not None and claimed.attempt == 2
+    assert ledger.update(put=[read.moved(EntryState.REQUEUED)], forget=[read]) == 2
+    assert [(e.attempt, e.state) for e in ledger.entries()] == [(2, EntryState.CLAIMED)]
+    assert ledger.update(put=[], forget=[claimed]) == 0
+    assert ledger.entries() == []

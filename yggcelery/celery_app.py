@@ -31,8 +31,17 @@ from yggcelery.capacity.live import CapacityStep
 from yggcelery.heartbeat import HeartbeatStep
 from yggcelery.priority import PRIORITIES, UNPRIORITISED
 from yggcelery.routing import broker_priority, queue_names
+from yggcelery.sentinel import transport_options
 from yggcelery.settings import Settings, load_settings
 from yggcelery.tasks import register_tasks
+
+#: Socket options of every Redis connection kombu opens (seconds). The timeout is above kombu's
+#: 1 s BRPOP, so an idle consumer is never mistaken for a dead one.
+BROKER_SOCKET_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 3.0,
+    "socket_keepalive": True,
+}
 
 
 class YggCelery(Celery):
@@ -108,6 +117,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Sweep for the unacked messages of dead workers every few seconds, not every 100 s.
             "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
+            # A broker that vanishes without closing the connection (a partition, a dead NAT
+            # entry: half-open) must not hang the worker: every socket operation times out and
+            # the kernel probes idle connections. Without this a worker's main loop waits in one
+            # recv() for TCP's retransmission backoff, ~50 s past a 60 s partition's heal
+            # (tests/test_distributed.py, the half-open scenario; RELIABILITY.md).
+            **BROKER_SOCKET_OPTIONS,
+            **transport_options(settings.broker_url, settings.sentinel_master),
         }
         # Storing a result survives a Redis restart of up to a minute (then the attempt is lost
         # and reconcile requeues it); an answer already paid for in GPU time is not thrown away.
@@ -118,9 +134,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "interval_step": 0.5,
                 "interval_max": 1.0,
                 "timeout": 60.0,
-            }
+            },
+            **transport_options(settings.result_backend, settings.sentinel_master),
         }
         config["redis_backend_health_check_interval"] = 10
+        # The same timeouts for the result backend (Celery's default read timeout is 120 s: a
+        # pool process storing a result on a half-open connection would hang that long).
+        config["redis_socket_timeout"] = BROKER_SOCKET_OPTIONS["socket_timeout"]
+        config["redis_socket_connect_timeout"] = BROKER_SOCKET_OPTIONS["socket_connect_timeout"]
+        config["redis_socket_keepalive"] = True
         # Every result store (the existing-state read included) retries through a restart:
         # 30 tries with capped exponential backoff, about a minute; then the task fails and
         # reconcile treats the attempt as lost.

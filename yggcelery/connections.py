@@ -10,15 +10,17 @@ from functools import cache
 
 import redis
 
+from yggcelery.sentinel import from_url
 from yggcelery.settings import Settings
 
 
 @cache
-def redis_client(url: str) -> redis.Redis:
-    """One Redis client (and connection pool) per process and URL."""
-    return redis.Redis.from_url(url, health_check_interval=10, socket_timeout=10)
+def redis_client(url: str, master: str = "mymaster") -> redis.Redis:
+    """One Redis client (and connection pool) per process and URL (``master``: the primary's
+    name for a ``sentinel://`` URL)."""
+    return from_url(url, master=master, health_check_interval=10, socket_timeout=10)
 
 
 def redis_for(settings: Settings) -> redis.Redis:
     """The Redis client of the result backend (one per process and URL)."""
-    return redis_client(settings.result_backend)
+    return redis_client(settings.result_backend, settings.sentinel_master)

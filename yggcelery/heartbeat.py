@@ -26,6 +26,7 @@ import redis
 from celery import bootsteps
 from celery.worker import state
 
+from yggcelery.sentinel import from_url
 from yggcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,11 @@ class Beat:
 def beat_client(settings: Settings) -> redis.Redis:
     """A client with short timeouts: a beat that cannot be written is skipped, not waited for."""
     wait_s = min(settings.timeouts.heartbeat_s, 2.0)
-    return redis.Redis.from_url(
-        settings.result_backend, socket_timeout=wait_s, socket_connect_timeout=wait_s
+    return from_url(
+        settings.result_backend,
+        master=settings.sentinel_master,
+        socket_timeout=wait_s,
+        socket_connect_timeout=wait_s,
     )
 
 

@@ -57,6 +57,28 @@ return attempt
 """
 
 
+# Reconcile's writes, each only if the bead's entry is still at the attempt the pass read: a
+# dispatcher may have claimed the next attempt since (a new entry under the same bead). ARGV: the
+# number of writes, then per write the bead, the attempt read, and the new entry's JSON ("" to
+# drop the entry). Returns how many writes were left alone.
+_UPDATE_SCRIPT = """
+local skipped = 0
+for i = 2, 1 + 3 * tonumber(ARGV[1]), 3 do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw and cjson.decode(raw)['attempt'] == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+    else
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    end
+  else
+    skipped = skipped + 1
+  end
+end
+return skipped
+"""
+
+
 class EntryState(StrEnum):
     """Where one bead's current attempt stands. Transitions live in ``reconcile.decide``."""
 
@@ -116,6 +138,7 @@ class Ledger:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._update = client.register_script(_UPDATE_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -140,14 +163,18 @@ class Ledger:
     def forget(self, bead: str) -> None:
         self.client.hdel(LEDGER_KEY, bead)
 
-    def update(self, *, put: list[Entry], forget: list[str]) -> None:
-        """Write ``put`` and drop ``forget`` in one round trip."""
-        with self.client.pipeline(transaction=True) as pipe:
-            if put:
-                pipe.hset(LEDGER_KEY, mapping={e.bead: e.to_json() for e in put})
-            if forget:
-                pipe.hdel(LEDGER_KEY, *forget)
-            pipe.execute()
+    def update(self, *, put: list[Entry], forget: list[Entry]) -> int:
+        """Write ``put`` and drop ``forget`` in one round trip, each only where the bead's entry
+        is still at the same attempt (a dispatcher that claimed the next attempt meanwhile
+        keeps it). Returns how many were left alone."""
+        writes = [(e.bead, e.attempt, e.to_json()) for e in put]
+        writes += [(e.bead, e.attempt, "") for e in forget]
+        if not writes:
+            return 0
+        args: list[str | int] = [len(writes)]
+        for write in writes:
+            args.extend(write)
+        return int(self._update(keys=[LEDGER_KEY], args=args))
 
     def claim(self, entry: Entry, *, seen: Entry | None) -> Entry | None:
         """Record ``entry`` (its attempt number and task id filled in here) as the bead's next

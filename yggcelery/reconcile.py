@@ -185,7 +185,7 @@ class _Changes:
     """What one pass does to the ledger (after its Beads writes) and to the metrics."""
 
     put: list[Entry] = field(default_factory=list)
-    forget: list[str] = field(default_factory=list)
+    forget: list[Entry] = field(default_factory=list)
     closed: list[BeadResult] = field(default_factory=list)
 
 
@@ -280,7 +280,7 @@ class Reconciler:
             log.info("Revoked %s for %s: %s", entry.task_id, entry.bead, decision.reason)
         elif action is Action.WAIT:
             return
-        changes.forget.append(entry.bead)
+        changes.forget.append(entry)
 
 
 def run_once(settings: Settings, app: Celery, store: BeadsStore) -> ReconcileReport:

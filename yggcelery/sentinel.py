@@ -71,10 +71,10 @@ def sentinel_client(url: str, *, master: str, **client_kwargs: object) -> redis.
     """
     parsed = SentinelUrl.parse(url)
     timeout = client_kwargs.get("socket_timeout")
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(parsed.sentinels), sentinel_kwargs={"socket_timeout": timeout} if timeout else None
     )
-    client: redis.Redis = sentinel.master_for(
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master, db=parsed.db, password=parsed.password, **client_kwargs
     )
     return client

@@ -21,6 +21,7 @@ the sender's OUTPUT hook fails ``connect()`` with EPERM at once, which no real c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,10 +29,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
+import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
+
+from yggcelery.testing.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,19 @@ PREFIX_LEN = 24
 _TOOLS = ("ip", "nft", "tc")
 
 
+#: Python run inside a namespace (``-I -S``: stdlib only, starts in milliseconds).
+_CONNECT = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+"""
+_GET = """import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as response:
+    sys.stdout.write(response.read().decode())
+"""
+
+
 class NetnsError(RuntimeError):
     """Raised when an ``ip``/``nft``/``tc`` command fails; the message holds it and its stderr."""
 
@@ -51,7 +68,7 @@ class NetnsError(RuntimeError):
 def missing_requirements() -> str | None:
     """Why network namespaces cannot be made here (not root, a tool missing), or None."""
     if os.geteuid() != 0:
-        return "network namespaces need root (running as uid %d)" % os.geteuid()
+        return f"network namespaces need root (running as uid {os.geteuid()})"
     missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if missing:
         return f"missing {', '.join(missing)} (Debian: apt-get install iproute2 nftables)"
@@ -95,6 +112,17 @@ class Namespace:
         run(["ip", "netns", "add", self.name])
         self.ip("link", "set", "lo", "up")
 
+    def accepts(self, address: str, port: int) -> bool:
+        """Whether something accepts TCP connections on ``address:port``, asked from inside."""
+        argv = self.argv([sys.executable, "-I", "-S", "-c", _CONNECT, address, str(port)])
+        return subprocess.run(argv, check=False, timeout=15).returncode == 0
+
+    def get_json(self, url: str, *, timeout_s: float = 5.0) -> Any:
+        """GET ``url`` from inside the namespace and decode its JSON body."""
+        out = self.run(sys.executable, "-I", "-S", "-c", _GET, url, str(timeout_s),
+                       timeout_s=timeout_s + 10)  # fmt: skip
+        return json.loads(out)
+
     def pids(self) -> list[int]:
         """Processes whose network namespace this is."""
         try:
@@ -104,22 +132,20 @@ class Namespace:
 
     def delete(self, *, timeout_s: float = 10.0) -> None:
         """SIGKILL every process still inside, then remove the namespace (its links go too)."""
-        deadline = time.monotonic() + timeout_s
-        while (pids := self.pids()) and time.monotonic() < deadline:
-            for pid in pids:
-                _kill(pid)
-            time.sleep(0.05)
-        if pids:
-            raise NetnsError(f"namespace {self.name}: processes {pids} survive SIGKILL")
+        try:
+            wait_until(self._killed_all, timeout_s=timeout_s, what=f"{self.name} emptied")
+        except WaitTimeout as exc:
+            raise NetnsError(f"namespace {self.name}: processes {self.pids()} survive") from exc
         if self.name in namespaces():
             run(["ip", "netns", "delete", self.name])
 
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    def _killed_all(self) -> bool:
+        """SIGKILL what is inside; True once nothing was."""
+        pids = self.pids()
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return not pids
 
 
 def namespaces() -> list[str]:
