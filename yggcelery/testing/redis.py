@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -61,8 +62,21 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout_s: float = 10.0
             time.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The files of a TLS-only server: its certificate and key, and the CA that signed the
+    certificate (clients check the server with it; client certificates are not asked for)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
 class RedisServer:
-    """One ``redis-server`` child process on loopback, stopped on exit."""
+    """One ``redis-server`` child process on loopback, stopped on exit.
+
+    With ``tls``, it listens on a TLS port only (``rediss://`` URLs, the CA in the URL).
+    """
 
     def __init__(
         self,
@@ -71,17 +85,20 @@ class RedisServer:
         data_dir: Path | None = None,
         appendonly: bool = False,
         password: str | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.port = port or free_port()
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="ygg-redis-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
         self.appendonly = appendonly
         self.password = password
+        self.tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RedisServer port={self.port} {state} aof={self.appendonly}>"
+        tls = " tls" if self.tls else ""
+        return f"<RedisServer port={self.port} {state} aof={self.appendonly}{tls}>"
 
     @property
     def running(self) -> bool:
@@ -89,12 +106,27 @@ class RedisServer:
 
     def url(self, db: int = 0) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        query = f"ssl_cert_reqs=required&ssl_ca_certs={self.tls.ca_file}"
+        return f"rediss://{auth}127.0.0.1:{self.port}/{db}?{query}"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert_file),
+            "--tls-key-file", str(self.tls.key_file),
+            "--tls-ca-cert-file", str(self.tls.ca_file),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def start(self) -> RedisServer:
         args = [
             redis_executable(),
-            "--port", str(self.port),
+            *self._listen_args(),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             "--save", "",
