@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from yggcelery.beads import Issue
+from yggcelery.dispatch.celery import _flights
 from yggcelery.dispatch.plan import InFlight, Planner, ordered, promoted
 from yggcelery.estimates import MemoryEstimates
+from yggcelery.ledger import Entry, EntryState
 from yggcelery.settings import Settings, load_settings
 
 NOW = 1_000_000.0
@@ -103,3 +105,26 @@ def test_promoted_lists_only_beads_aging_has_raised() -> None:
     rows = promoted(ready, settings=settings, now=NOW)
 
     assert rows == [{"bead": "old", "filed": "p3", "now": "p2", "waited_s": 61.0}]
+
+
+def test_the_celery_dispatcher_tells_running_from_queued_by_the_workers_markers() -> None:
+    """A task sent long ago but still queued is not taken for one about to finish: only tasks
+    with a worker's running marker count as running, and from their start, not their send."""
+    sent = [
+        Entry(bead=f"b{n}", attempt=1, task_id=f"t{n}", host="skadi-code", kind="code",
+              priority=2, state=EntryState.SENT, since=NOW - 100)
+        for n in range(3)
+    ]  # fmt: skip
+    done = Entry(bead="old", attempt=1, task_id="t-old", host="skadi-code", kind="code",
+                 priority=2, state=EntryState.REQUEUED, since=NOW - 500)  # fmt: skip
+    flights = _flights([*sent, done], {"t1": ("skadi@x", 42, NOW - 5)})
+
+    assert [(f.running, f.since) for f in flights] == [
+        (False, NOW - 100), (True, NOW - 5), (False, NOW - 100)
+    ]  # fmt: skip
+    plan = planner(load_settings(), flights=flights, ready=[])
+    load = plan.loads(room={}, down=set())["skadi-code"]
+    # One slot busy for 5 s more of its expected service, one free: the next start is now; the
+    # two queued tasks go first at their priority, so a p2 starts when the first of them ends.
+    expected = MemoryEstimates(load_settings()).table().expected_s("skadi-code", "code")
+    assert load.start_s(3) == expected

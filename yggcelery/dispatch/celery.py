@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -142,6 +142,14 @@ class CeleryDispatcher(Dispatcher):
         live = read_capacity(self.ledger.client, list(self.settings.hosts))
         return effective_slots_by_host(self.settings, live)
 
+    def flights(self, entries: Iterable[Entry]) -> list[InFlight]:
+        """The active ``entries`` for the planner, what runs told apart from what waits by the
+        workers' running markers (one read), so a task queued long ago is not taken for one
+        about to finish."""
+        entries = list(entries)
+        sent = [e.task_id for e in entries if e.state is EntryState.SENT]
+        return _flights(entries, self.ledger.running_of(sent))
+
     def in_flight(self) -> int:
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
 
@@ -171,7 +179,7 @@ class CeleryDispatcher(Dispatcher):
         ready = self.store.ready(sort=self.settings.beads.sort)
         now, times = time.time(), self.estimates.table()
         planner = Planner.build(
-            self.settings, flights=_flights(entries.values()), ready=ready, times=times, now=now
+            self.settings, flights=self.flights(entries.values()), ready=ready, times=times, now=now
         )
         claimed = []
         for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
@@ -212,7 +220,7 @@ class CeleryDispatcher(Dispatcher):
         if planner is None:
             planner = Planner.build(
                 self.settings,
-                flights=_flights(self.ledger.entries()),
+                flights=self.flights(self.ledger.entries()),
                 ready=[],
                 times=self.estimates.table(),
             )
@@ -369,10 +377,23 @@ class CeleryDispatcher(Dispatcher):
         return {"name": self.name, "room": self.room(), "in_flight": self.in_flight()}
 
 
-def _flights(entries: Iterable[Entry]) -> list[InFlight]:
-    """The ledger's active entries as the planner sees them (the oldest per host run)."""
-    return [
-        InFlight(host=e.host, kind=e.kind, priority=e.priority, since=e.since)
-        for e in entries
-        if e.state in _ACTIVE
-    ]
+def _flights(
+    entries: Iterable[Entry], running: Mapping[str, tuple[str, int, float]]
+) -> list[InFlight]:
+    """The ledger's active entries as the planner sees them: running (since its start) where a
+    worker's running marker says so, else queued (claimed, in the broker, or just finished)."""
+    out = []
+    for entry in entries:
+        if entry.state not in _ACTIVE:
+            continue
+        marker = running.get(entry.task_id)
+        out.append(
+            InFlight(
+                host=entry.host,
+                kind=entry.kind,
+                priority=entry.priority,
+                since=marker[2] if marker else entry.since,
+                running=marker is not None,
+            )
+        )
+    return out
