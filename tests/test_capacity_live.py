@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +35,7 @@ from yggcelery.capacity.live import (
 from yggcelery.capacity.reading import GpuUse, Parallelism, ServerReading
 from yggcelery.celery_app import make_app
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.settings import HostSettings, Settings
+from yggcelery.settings import HostSettings, Settings, to_env
 from yggcelery.sim import SimFleet, SimHost, SimHostConfig
 from yggcelery.testing.cluster import LocalCluster
 from yggcelery.testing.llamaserver import LlamaServer, missing
@@ -43,6 +47,7 @@ HOST = "fenrir-chat"
 #: Fast probes for the tests; the default (10 s) is what bench/relearn.py measures.
 PROBE_S = 0.5
 Make = Callable[..., Settings]
+YGG = str(Path(sys.executable).with_name("ygg"))
 
 
 def reading(
@@ -302,7 +307,8 @@ def test_the_dispatcher_fills_only_the_effective_slots(make_settings: Make) -> N
 def test_a_real_llama_server_with_one_slot_where_three_are_configured_gives_one(
     make_settings: Make, local_cluster: Callable[..., LocalCluster]
 ) -> None:
-    """llama-server --parallel 1, hosts.fenrir-chat.slots = 3: the worker's reading says 1."""
+    """llama-server --parallel 1, hosts.fenrir-chat.slots = 3: the worker's reading says 1,
+    and `ygg doctor` fails with a line naming the host, both numbers and the fix."""
     with LlamaServer(name=HOST, parallel=1, ctx=256) as server:
         host = server.host_settings(make_settings().hosts[HOST]).model_copy(update={"slots": 3})
         settings = settings_for(make_settings, host)
@@ -312,3 +318,12 @@ def test_a_real_llama_server_with_one_slot_where_three_are_configured_gives_one(
         assert (found.configured, found.parallel, found.kind) == (3, 1, "llamacpp")
         assert found.parallel_source == "reported: /slots lists 1"
         assert found.gpu_source in {"llama.cpp busy slots", "NVML"}
+
+        env = {**os.environ, **to_env(settings)}
+        doctor = subprocess.run([YGG, "doctor", "--no-measure"], env=env, capture_output=True,
+                                text=True, timeout=120, check=False)  # fmt: skip
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    line = next(ln for ln in doctor.stdout.splitlines() if f"parallelism {HOST}" in ln)
+    assert line.startswith("FAIL"), doctor.stdout
+    assert "server runs 1 (reported: /slots lists 1), slots = 3" in line, line
+    assert f"set hosts.{HOST}.slots = 1" in doctor.stdout, doctor.stdout

@@ -94,7 +94,8 @@ def test_demo_closes_every_issue_once_summarises_each_host_and_leaves_nothing_ru
     tmp_path: Path,
 ) -> None:
     """Two runs: exit 0, 30 issues closed with one result comment each, hosts in the summary,
-    Redis, workers, beat, Flower and the dispatcher all seen running, and none left after."""
+    `ygg doctor` passing every check on the running cluster, Redis, workers, beat, Flower and
+    the dispatcher all seen running, and none left after."""
     beads_file = tmp_path / ".ygg" / "demo" / ".beads" / "issues.jsonl"
     for run in (1, 2):
         code, output, seen, left = run_demo(tmp_path)
@@ -107,6 +108,7 @@ def test_demo_closes_every_issue_once_summarises_each_host_and_leaves_nothing_ru
         for host in HOSTS:
             assert host in summary, f"run {run}: {host} missing from the summary:\n{output}"
         assert "30 of 30 issues closed" in output
+        assert "ygg doctor on this cluster: all " in output and "checks pass" in output, output
         assert f"--beads-file {beads_file}" in output
         assert "password" in output and "http://127.0.0.1:" in output
         assert {"redis-server", "worker", "beat", "flower", "loop"} <= set(seen.values()), seen

@@ -8,7 +8,9 @@ installed (``make install`` builds and installs both).
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ import pytest
 
 from yggcelery.errors import ConfigError
 from yggcelery.llm import get_client
-from yggcelery.settings import Settings, load_settings
+from yggcelery.settings import Settings, load_settings, to_env
 from yggcelery.testing.llamaserver import (
     MODEL_ALIAS,
     LlamaFleet,
@@ -36,6 +38,7 @@ CTX = 512
 LONG_ANSWER_TOKENS = 120
 DEFERRED = "llamacpp:requests_deferred"
 real_server = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+YGG = str(Path(sys.executable).with_name("ygg"))
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,21 @@ def fleet() -> Iterator[LlamaFleet]:
 def settings(fleet: LlamaFleet) -> Settings:
     """Settings whose hosts point at the fleet (OpenAI dialect), with a generous read timeout."""
     return load_settings(hosts=fleet.host_overrides(), timeouts={"read_s": 120})
+
+
+@pytest.mark.llm
+@real_server
+def test_ygg_tune_reports_the_fleets_2_3_2(fleet: LlamaFleet, tmp_path: Path) -> None:
+    """`ygg tune` on the three real servers, ygg.toml saying 4 slots each: it finds 2, 3 and 2
+    (llama.cpp's /slots) and prints the ygg.toml lines that set them."""
+    hosts = {n: h.model_copy(update={"slots": 4}) for n, h in fleet.host_overrides().items()}
+    settings = load_settings(hosts=hosts)
+    env = {**os.environ, **to_env(settings)}
+    ran = subprocess.run([YGG, "tune"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    for name, parallel in SEED_PARALLEL.items():
+        assert f"[hosts.{name}]\nslots = {parallel}\n" in ran.stdout, ran.stdout
 
 
 @pytest.mark.llm

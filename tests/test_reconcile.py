@@ -86,6 +86,25 @@ def test_lost_task_is_requeued_only_after_the_timeout_and_only_if_nowhere() -> N
     assert act(capped, issue(), None, in_broker=False) is Action.BLOCK
 
 
+def test_an_attempt_that_never_reached_a_redis_broker_is_requeued_after_unsent_s() -> None:
+    """Pending, no message queued or delivered, `unsent_s` after its send (its dispatcher died
+    mid-publish): requeued, not left for `lost_after_s`. Not while it is in the broker, not
+    where the broker cannot be read (RabbitMQ), and not once it has started (the heartbeat
+    judges that)."""
+    unsent_s = SETTINGS.timeouts.unsent_s
+    assert unsent_s < SETTINGS.timeouts.lost_after_s
+    late = entry(age_s=unsent_s + 1)
+    decision = decide(late, issue(), None, in_broker=False, now=NOW, settings=SETTINGS)
+    assert decision.action is Action.REQUEUE
+    assert "never reached the broker" in decision.reason
+    assert act(entry(age_s=unsent_s - 1), issue(), None, in_broker=False) is Action.WAIT
+    assert act(late, issue(), None, in_broker=True) is Action.WAIT
+    assert act(late, issue(), None, in_broker=None) is Action.WAIT
+    assert act(late, issue(), {"status": states.STARTED}, in_broker=False) is Action.WAIT
+    assert needs_broker(late, None, now=NOW, settings=SETTINGS)
+    assert not needs_broker(late, {"status": states.STARTED}, now=NOW, settings=SETTINGS)
+
+
 def test_claimed_but_never_sent_is_handed_back_after_the_grace() -> None:
     """A dispatcher that died between claim and send leaves work reconcile hands back."""
     assert act(entry(EntryState.CLAIMED, age_s=5), issue(), None) is Action.WAIT
@@ -116,7 +135,10 @@ def test_an_entry_that_needs_no_broker_read_is_decided_the_same_whatever_the_bro
     old = SETTINGS.timeouts.lost_after_s + 1
     skipped = 0
     for state, age_s, meta, status in itertools.product(
-        EntryState, (5.0, old), METAS, ["open", "in_progress", "closed", "blocked", None]
+        EntryState,
+        (5.0, SETTINGS.timeouts.unsent_s + 1, old),
+        METAS,
+        ["open", "in_progress", "closed", "blocked", None],
     ):
         e, i = entry(state, age_s=age_s), issue(status) if status else None
         if not needs_broker(e, meta, now=NOW, settings=SETTINGS):

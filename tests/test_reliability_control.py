@@ -28,7 +28,7 @@ from yggcelery.connections import redis_for
 from yggcelery.dispatch.celery import CeleryDispatcher
 from yggcelery.ledger import Entry, EntryState, Ledger
 from yggcelery.reconcile import RECONCILE_LOCK_S, broker_task_ids
-from yggcelery.settings import Settings, to_env
+from yggcelery.settings import Settings, TimeoutSettings, to_env
 from yggcelery.sim import SimFleet
 from yggcelery.tasks import BEAT_PASS_KEY
 from yggcelery.testing.cluster import CONTROL, LocalCluster
@@ -290,16 +290,17 @@ def test_kill_9_of_the_dispatcher_mid_poll_loses_and_repeats_nothing(
 ) -> None:
     """kill -9 of `ygg loop` in the middle of a poll: it has claimed beads in Beads and
     recorded them sent, and its publish hangs on the way to the broker (its path to Redis
-    stalls; the workers' path is fine). The message never arrives. A new `ygg loop` hands those
-    beads back once their attempt is `lost_after_s` old and sends them again: every issue
-    closed once, every bead asked once."""
+    stalls; the workers' path is fine). The message never arrives. At the production timeouts
+    (lost_after_s 1,500 s), a new `ygg loop` hands those beads back once their attempt is
+    `unsent_s` (30 s) old, since a Redis broker can say the message is nowhere, and sends them
+    again: every issue closed once, every bead asked once."""
     fleet = sim_fleet(time_scale=0.05)
-    lost_after_s = 10.0
+    production = TimeoutSettings()
     settings = control_settings(
         make_settings, fleet, broker_url=broker.url(0),
-        timeouts={"task_soft_s": 50, "task_hard_s": 60, "visibility_s": 90,
-                  "lost_after_s": lost_after_s, "connect_s": 1, "read_s": 30},
+        timeouts={**production.model_dump(), "connect_s": 1, "read_s": 30},
     )  # fmt: skip
+    assert settings.timeouts.lost_after_s == 1500 and settings.timeouts.unsent_s == 30
     store = JsonlStore(settings.beads.jsonl_path)
     ids = code_issues(store, [40.0] * 8)  # 2 s each; 2 running and 2 queued at a time
     local_cluster(settings, hosts=[HOST])
@@ -318,11 +319,12 @@ def test_kill_9_of_the_dispatcher_mid_poll_loses_and_repeats_nothing(
     assert unsent(settings, store, since=stalled_at) == hung  # it never arrived
 
     second = ygg_process(settings, ["loop", "--until-idle"], tmp_path / "loop2.log")
-    assert second.wait(timeout=120) == 0, (tmp_path / "loop2.log").read_text()[-3000:]
+    assert second.wait(timeout=180) == 0, (tmp_path / "loop2.log").read_text()[-3000:]
 
     assert_all_closed_once(store, fleet, ids)
     back = [min(r["arrived"] for r in records(fleet) if r["bead"] == e.bead) for e in hung]
     log.warning("dispatcher kill -9 mid-poll: %d bead(s) claimed, never sent; kill → asked "
-                "again %s s (lost_after_s %.0f)", len(hung),
-                [round(t - killed_at, 1) for t in back], lost_after_s)  # fmt: skip
+                "again %s s (unsent_s %.0f, lost_after_s %.0f)", len(hung),
+                [round(t - killed_at, 1) for t in back], settings.timeouts.unsent_s,
+                settings.timeouts.lost_after_s)  # fmt: skip
     assert all(t > killed_at for t in back)

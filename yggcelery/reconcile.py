@@ -13,6 +13,8 @@ FAILURE, transient error      back to ``open`` (or ``blocked`` after ``max_attem
 REVOKED by its worker         back to ``open`` (or ``blocked``): cancelled on a broker outage
 issue closed/reopened/gone    revoke the task, forget (a person decided)
 claimed, never sent           back to ``open`` after a grace period (dispatcher died)
+sent, never reached Redis     no message, never started, no result after ``unsent_s``: back
+                              to ``open`` (or ``blocked``): its dispatcher died mid-publish
 sent, nowhere to be found     after ``lost_after_s``: back to ``open`` (or ``blocked``)
 anything else                 wait
 ============================  ==========================================================
@@ -129,6 +131,10 @@ def decide(
         reason = f"task {entry.task_id} cancelled by its worker (broker connection lost)"
         return _after(Failure("WorkerLost", reason, transient=True), entry, settings)
     age_s = now - entry.since
+    if in_broker is False and status == states.PENDING and age_s > settings.timeouts.unsent_s:
+        reason = (f"task {entry.task_id} never reached the broker (no message, not started, "
+                  f"no result {age_s:.0f}s after it was sent)")  # fmt: skip
+        return _after(Failure("WorkerLost", reason, transient=True), entry, settings)
     lost = in_broker is False and status in (states.PENDING, states.STARTED)
     if (lost or in_broker is None) and age_s > settings.timeouts.lost_after_s:
         reason = f"task {entry.task_id} lost (no message, no result for {age_s:.0f}s)"
@@ -136,21 +142,29 @@ def decide(
     return Decision(Action.WAIT)
 
 
+def _status(meta: dict[str, Any] | None) -> str:
+    return str((meta or {}).get("status", states.PENDING))
+
+
 def needs_broker(
     entry: Entry, meta: dict[str, Any] | None, *, now: float, settings: Settings
 ) -> bool:
     """Whether :func:`decide` could answer differently for ``entry`` depending on ``in_broker``.
 
-    Only a sent attempt that its worker revoked, or one older than ``lost_after_s`` with no
-    outcome yet, is judged by whether its message is still in the broker (or by the broker
-    being unable to tell); a pass in which no entry is either skips reading the broker.
+    Only a sent attempt that its worker revoked, one not started ``unsent_s`` after it was
+    sent, or one older than ``lost_after_s`` with no outcome yet, is judged by whether its
+    message is still in the broker (or by the broker being unable to tell); a pass in which no
+    entry is any of these skips reading the broker.
     """
     if entry.state is not EntryState.SENT:
         return False
     status = (meta or {}).get("status", states.PENDING)
-    if status == states.REVOKED:
+    age_s = now - entry.since
+    if status == states.REVOKED or (
+        status == states.PENDING and age_s > settings.timeouts.unsent_s
+    ):
         return True
-    return status not in states.READY_STATES and now - entry.since > settings.timeouts.lost_after_s
+    return status not in states.READY_STATES and age_s > settings.timeouts.lost_after_s
 
 
 def _after(failure: Failure, entry: Entry, settings: Settings) -> Decision:
@@ -218,6 +232,8 @@ class Reconciler:
             asks = any(needs_broker(e, metas.get(e.task_id), now=now, settings=self.settings)
                        for e in sent)  # fmt: skip
             in_broker = broker_task_ids(self.app, self.settings) if asks else set()
+            if asks and in_broker is not None:
+                self._look_again(sent, metas, in_broker)
             dead = self._dead_workers(sent, metas)
             changes = _Changes()
             with self.store.batch():  # one rewrite of the Beads file for the whole pass
@@ -237,6 +253,21 @@ class Reconciler:
         if report.counts().keys() - {"wait"}:
             log.info("reconcile: %s", report)
         return report
+
+    def _look_again(
+        self, sent: list[Entry], metas: dict[str, dict[str, Any]], in_broker: set[str]
+    ) -> None:
+        """Read again the results and running markers of sent attempts that were pending and
+        not in the broker: a task that a worker took, ran and acked between the pass's result
+        read and its broker read is then seen answered (or running), not unsent."""
+        unseen = [
+            e.task_id
+            for e in sent
+            if e.task_id not in in_broker and _status(metas.get(e.task_id)) == states.PENDING
+        ]
+        if unseen:
+            metas.update(result_metas(self.app, unseen))
+            in_broker.update(self.ledger.running_of(unseen))
 
     def _dead_workers(self, sent: list[Entry], metas: dict[str, dict[str, Any]]) -> set[str]:
         """Task ids of started attempts whose worker no longer runs them (two MGETs, only when

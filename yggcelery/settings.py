@@ -201,6 +201,11 @@ class TimeoutSettings(_Strict):
     visibility_s: float = Field(default=1200.0, gt=0)
     #: A claimed issue with no message, no running task and no result this long is lost.
     lost_after_s: float = Field(default=1500.0, gt=0)
+    #: On a Redis broker, which can be read: a sent attempt whose message is neither queued nor
+    #: delivered, that never started and has no result this long after it was sent, never
+    #: reached the broker (its dispatcher died mid-publish): it is requeued without waiting for
+    #: ``lost_after_s``. Longer than any publish retry, so a slow publish is not mistaken for one.
+    unsent_s: float = Field(default=30.0, gt=0)
     #: A worker's main process beats this often (the attempts it runs, in Redis)...
     heartbeat_s: float = Field(default=3.0, gt=0)
     #: ...and a worker silent this long is dead: its started attempts are requeued at once,

@@ -46,6 +46,8 @@ from yggcelery.testing.redis import RedisServer, free_port, wait_for_port
 from yggcelery.testing.seed import seed_issues
 
 _FINISHED = ("closed", "blocked")
+#: ``ygg doctor`` at the end of the run: a few probes of each host and one ping of the workers.
+DOCTOR_TIMEOUT_S = 60.0
 
 
 #: What ``make demo`` lets each seed host do besides its own kind, at what relative speed (the
@@ -180,6 +182,7 @@ class Demo:
             started = time.time()
             progress = self._watch(settings, fleet, stack, ids={i.id for i in issues})
             self._summarise(settings, fleet, issues, started=started, progress=progress)
+            self._doctor(settings)
             if self.options.keep:
                 self._wait_for_interrupt()
 
@@ -360,6 +363,25 @@ class Demo:
             f" {self.password}" + ("" if self.options.keep else "  (stopped with the demo;"
                                    " `ygg demo --keep` keeps it running)"))  # fmt: skip
         say(f"Logs: {self.log_dir}")
+
+    def _doctor(self, settings: Settings) -> None:
+        """``ygg doctor`` on the running cluster, a new user's first command on a real fleet:
+        its verdict here, its lines in the logs."""
+        ran = subprocess.run(
+            [sys.executable, "-m", "yggcelery", "doctor"], env=_env(settings),
+            capture_output=True, text=True, timeout=DOCTOR_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        (self.log_dir / "doctor.log").write_text(ran.stdout + ran.stderr)
+        checks = [line for line in ran.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
+        failing = [line for line in checks if line.startswith("FAIL")]
+        say = functools.partial(self.console.print, soft_wrap=True, markup=False)
+        if ran.returncode == 0:
+            say(f"ygg doctor on this cluster: all {len(checks)} checks pass"
+                f" ({self.log_dir / 'doctor.log'})")  # fmt: skip
+            return
+        say(f"ygg doctor on this cluster: {len(failing)} of {len(checks)} checks fail:")
+        for line in failing or ran.stderr.splitlines()[-1:]:
+            say(f"  {line}")
 
     def _summary_table(self, hosts: list[HostSummary]) -> RenderableType:
         return summary_table(hosts, time_scale=self.options.time_scale)
