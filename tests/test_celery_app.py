@@ -39,10 +39,11 @@ def test_acks_prefetch_and_visibility_follow_the_design() -> None:
 
 
 def test_rabbitmq_queues_declare_max_priority_and_invert() -> None:
-    """On AMQP every queue has x-max-priority 4 and p2 maps to broker priority 2."""
+    """On AMQP every queue has x-max-priority 4, and publishes wait for RabbitMQ's confirm
+    (none of Redis' transport options apply)."""
     config = celery_config(load_settings(broker_url="amqp://guest:guest@localhost:5672//"))
     assert all(q.queue_arguments == {"x-max-priority": 4} for q in config["task_queues"])
-    assert "broker_transport_options" not in config
+    assert config["broker_transport_options"] == {"confirm_publish": True}
 
 
 def test_beat_reconcile_is_routed_to_the_control_queue() -> None:

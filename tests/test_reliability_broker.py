@@ -11,9 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kombu.exceptions import OperationalError as OPERATIONAL
 
 from yggcelery.beads import JsonlStore
 from yggcelery.dispatch.celery import CeleryDispatcher
+from yggcelery.ledger import EntryState, Ledger
+from yggcelery.reconcile import broker_task_ids
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
@@ -116,3 +119,37 @@ def test_a_task_its_worker_revoked_on_connection_loss_is_requeued() -> None:
     assert gone.action is Action.REQUEUE and "broker connection lost" in gone.reason
     queued = decide(entry, issue, meta, in_broker=True, now=now, settings=settings)
     assert queued.action is Action.WAIT
+
+
+def test_a_publish_that_fails_hands_its_beads_back_at_once(
+    make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
+) -> None:
+    """The broker (a Redis of the test's own; the ledger stays on the result backend) is
+    gone when the dispatcher publishes: the poll fails, and the beads it had claimed are open
+    again at once, their attempts handed back (not counted as failures), instead of waiting
+    as sent with no message. With the broker back, the next poll sends them as new attempts."""
+    with RedisServer() as broker:
+        settings = make_settings(fleet=sim_fleet(), broker_url=broker.url(0))
+        settings.beads.dir.mkdir(parents=True, exist_ok=True)
+        store = JsonlStore(settings.beads.jsonl_path)
+        ids = [store.create(f"code {n}", issue_type="bug", actor="me").id for n in range(2)]
+        dispatcher = CeleryDispatcher(settings, store)
+        try:
+            broker.stop()
+            with pytest.raises(OPERATIONAL):
+                dispatcher.poll()
+            issues = {i.id: i for i in store.list_issues()}
+            assert {issues[b].status for b in ids} == {"open"}
+            assert all("publish failed" in (issues[b].notes or "") for b in ids)
+            entries = {e.bead: e for e in Ledger.from_settings(settings).entries()}
+            assert {(entries[b].state, entries[b].failures) for b in ids} == {
+                (EntryState.REQUEUED, 0)
+            }
+
+            broker.start()
+            assert dispatcher.poll() == 2
+            entries = {e.bead: e for e in Ledger.from_settings(settings).entries()}
+            assert {(entries[b].state, entries[b].attempt) for b in ids} == {(EntryState.SENT, 2)}
+            assert broker_task_ids(dispatcher.app, settings) == {entries[b].task_id for b in ids}
+        finally:
+            dispatcher.shutdown(hand_back=False)

@@ -108,6 +108,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    if settings.broker_kind == "amqp":
+        # A message RabbitMQ did not take (its connection dropped mid-publish) raises instead of
+        # vanishing: the dispatcher hands the bead back at once (dispatch/celery.py, publish).
+        config["broker_transport_options"] = {"confirm_publish": True}
     if settings.broker_kind == "redis":
         config["broker_transport_options"] = {
             "priority_steps": list(PRIORITIES),

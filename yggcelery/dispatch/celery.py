@@ -279,26 +279,54 @@ class CeleryDispatcher(Dispatcher):
 
     def publish(self, claimed: list[tuple[Entry, WorkOrder]]) -> None:
         """Record the attempts as sent, then publish them on one producer (a worker checks the
-        ledger before it starts, so the record must come first)."""
+        ledger before it starts, so the record must come first).
+
+        A publish that fails (the broker went away; on RabbitMQ, a message it did not confirm)
+        hands that bead and the ones after it back at once rather than leaving them recorded
+        as sent with no message: the ledger first, so a message that did get through is stale.
+        """
         if not claimed:
             return
         self.ledger.put(*(entry.moved(EntryState.SENT) for entry, _ in claimed))
-        with self.app.producer_or_acquire() as producer:
-            for entry, order in claimed:
-                self.app.send_task(
-                    "yggcelery.run_bead",
-                    args=[order.to_dict()],
-                    # Celery would saferepr() the whole bead for every message; a summary is
-                    # what Flower should show anyway, and costs nothing.
-                    argsrepr=order.summary(),
-                    kwargsrepr="{}",
-                    task_id=entry.task_id,
-                    queue=entry.host,
-                    routing_key=entry.host,
-                    priority=broker_priority(entry.priority, self.settings.broker_kind),
-                    producer=producer,
-                )
-                log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
+        sent = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for entry, order in claimed:
+                    self._send(entry, order, producer)
+                    sent += 1
+        except OUTAGES as exc:
+            self._hand_back_unsent([entry for entry, _ in claimed[sent:]], exc)
+            raise
+
+    def _send(self, entry: Entry, order: WorkOrder, producer: Any) -> None:
+        self.app.send_task(
+            "yggcelery.run_bead",
+            args=[order.to_dict()],
+            # Celery would saferepr() the whole bead for every message; a summary is what
+            # Flower should show anyway, and costs nothing.
+            argsrepr=order.summary(),
+            kwargsrepr="{}",
+            task_id=entry.task_id,
+            queue=entry.host,
+            routing_key=entry.host,
+            priority=broker_priority(entry.priority, self.settings.broker_kind),
+            producer=producer,
+        )
+        log.info("Dispatched %s to %s (p%d)", entry.bead, entry.host, entry.priority)
+
+    def _hand_back_unsent(self, entries: list[Entry], exc: BaseException) -> None:
+        """Give ``entries`` (recorded sent, publish failed) back to Beads; where the ledger
+        cannot be written either (Redis is the broker and is down), reconcile finds them
+        nowhere after ``timeouts.unsent_s`` and does it."""
+        note = f"publish failed ({type(exc).__name__}); sent again at the next poll"
+        try:
+            self.ledger.put(*(entry.moved(EntryState.REQUEUED) for entry in entries))
+        except OUTAGES:
+            log.warning("%d bead(s) not published, left to reconcile: %r", len(entries), exc)
+            return
+        for entry in entries:
+            hand_back(self.store, entry.bead, note=note, actor=self.actor)
+        log.warning("%d bead(s) not published, handed back: %r", len(entries), exc)
 
     def _restore(self, bead: str, previous: Entry | None) -> None:
         if previous is None:
