@@ -31,9 +31,12 @@ from yggcelery.capacity.check import Check, failed, passed
 from yggcelery.capacity.hostchecks import host_checks
 from yggcelery.capacity.probe import probe_all
 from yggcelery.capacity.workerchecks import check_workers
+from yggcelery.sentinel import from_url, is_sentinel_url
 from yggcelery.settings import Settings, redact_url
 
 _REDIS = ("redis://", "rediss://", "unix://")
+#: ``Settings.sentinel_master``'s default: the name Sentinels know the primary by.
+DEFAULT_MASTER = "mymaster"
 
 
 def run(
@@ -51,8 +54,15 @@ def run(
     are further checks the caller adds (beat, Beads), run last.
     """
     checks = [
-        check_url("broker", settings.broker_url, timeout_s=timeout_s),
-        check_url("result backend", settings.result_backend, timeout_s=timeout_s),
+        check_url(
+            "broker", settings.broker_url, timeout_s=timeout_s, master=settings.sentinel_master
+        ),
+        check_url(
+            "result backend",
+            settings.result_backend,
+            timeout_s=timeout_s,
+            master=settings.sentinel_master,
+        ),
     ]
     checks += check_hosts(settings, client=client, measure=measure)
     if app is not None:
@@ -79,12 +89,15 @@ def check_hosts(
     return checks
 
 
-def check_url(name: str, url: str, *, timeout_s: float = 2.0) -> Check:
-    """The broker or result backend at ``url`` answers now."""
+def check_url(
+    name: str, url: str, *, timeout_s: float = 2.0, master: str = DEFAULT_MASTER
+) -> Check:
+    """The broker or result backend at ``url`` answers now (for a ``sentinel://`` URL: the
+    primary named ``master`` that the Sentinels point at)."""
     shown = redact_url(url)
     try:
-        if url.startswith(_REDIS):
-            _ping_redis(url, timeout_s)
+        if url.startswith(_REDIS) or is_sentinel_url(url):
+            _ping_redis(url, timeout_s, master)
         elif not url.startswith("memory://"):
             with Connection(url, connect_timeout=timeout_s) as connection:
                 connection.ensure_connection(max_retries=1, timeout=math.ceil(timeout_s))
@@ -138,8 +151,9 @@ def check_beads(*, store: str, error: str | None = None) -> Check:
     return passed("beads", f"{store} readable")
 
 
-def _ping_redis(url: str, timeout_s: float) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+def _ping_redis(url: str, timeout_s: float, master: str) -> None:
+    client = from_url(url, master=master, socket_timeout=timeout_s,
+                      socket_connect_timeout=timeout_s)  # fmt: skip
     try:
         client.ping()
     finally:
