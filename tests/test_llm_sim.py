@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -10,9 +11,11 @@ import pytest
 from yggcelery.errors import HostBusy, HostRejected, HostUnavailable, TransientError
 from yggcelery.llm import Completion, LLMClient, TaskTags
 from yggcelery.llm.breaker import MemoryBreakerState
+from yggcelery.llm.client import AsyncLLMClient
 from yggcelery.llm.cloud import CloudFallback, MemorySpendLedger
 from yggcelery.settings import Dialect, Settings, load_settings
 from yggcelery.sim import SimFleet, SimHostConfig
+from yggcelery.testing.redis import free_port
 from yggcelery.testing.waiting import wait_until
 from yggcelery.work.order import WorkOrder
 from yggcelery.work.perform import perform
@@ -125,3 +128,20 @@ def test_host_down_is_host_unavailable_then_the_cloud_answers() -> None:
         assert answer.text.startswith("[gpt-4o-mini] simulated answer")
         assert answer.cost_usd > 0 and ledger.spent_today() == answer.cost_usd
         assert [r["bead"] for r in fleet["cloudy"].records()] == ["bd-9"]
+
+
+@pytest.mark.parametrize("name", ["olla", "oai"])
+def test_warming_a_host_opens_a_connection_without_a_model_call(
+    fleet: SimFleet, settings: Settings, name: str
+) -> None:
+    """`AsyncLLMClient.warm` (a worker pool process's first act) GETs the server's version or
+    model list: True for a live server, no model request recorded; False for a closed port."""
+    before = len(fleet[name].records())
+    dead = settings.hosts[name].model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})
+
+    async def warm_both() -> tuple[bool, bool]:
+        async with AsyncLLMClient(settings) as client:
+            return await client.warm(settings.hosts[name]), await client.warm(dead)
+
+    assert asyncio.run(warm_both()) == (True, False)
+    assert len(fleet[name].records()) == before

@@ -18,6 +18,7 @@ import httpx
 
 from yggcelery.llm.types import Completion, TaskTags
 from yggcelery.llm.wire import (
+    PROBE_PATH,
     ModelRequest,
     build_request,
     http_timeout,
@@ -158,6 +159,18 @@ class AsyncLLMClient(_Base):
         except httpx.TransportError as exc:
             raise transport_error(request, exc, self.timeouts) from exc
         return self._done(request, response, started)
+
+    async def warm(self, host: HostSettings, *, timeout_s: float = 2.0) -> bool:
+        """One cheap GET on ``host``'s server (its version or model list, never a model call):
+        the client's code paths are loaded and a kept-alive connection is open before the
+        first task needs them. Whether the server answered; a failure is only logged."""
+        try:
+            response = await self.http.get(host.base_url + PROBE_PATH[host.dialect],
+                                           timeout=timeout_s)  # fmt: skip
+        except httpx.HTTPError as exc:
+            log.debug("warm-up of %s failed: %r", host.base_url, exc)
+            return False
+        return response.is_success
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -13,9 +13,8 @@ import httpx
 
 from yggcelery.connections import redis_for
 from yggcelery.llm.breaker import CircuitBreaker, CircuitState, RedisBreakerState
+from yggcelery.llm.wire import PROBE_PATH
 from yggcelery.settings import HostSettings, Settings
-
-_PROBE_PATH = {"ollama": "/api/version", "openai": "/v1/models"}
 
 
 class HostHealth:
@@ -56,7 +55,7 @@ class HostHealth:
 
     def _probe(self, host: HostSettings) -> bool:
         try:
-            response = self._http.get(host.base_url + _PROBE_PATH[host.dialect])
+            response = self._http.get(host.base_url + PROBE_PATH[host.dialect])
         except httpx.HTTPError:
             return False
         return response.status_code < 500

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 ERROR_TEXT_CHARS = 200
 
 _PATHS: dict[Dialect, str] = {"ollama": "/api/chat", "openai": "/v1/chat/completions"}
+#: A cheap GET per dialect that says the server is up (no model call).
+PROBE_PATH: dict[Dialect, str] = {"ollama": "/api/version", "openai": "/v1/models"}
 _BUSY = frozenset({429, 503})
 _NS_PER_S = 1e9
 
