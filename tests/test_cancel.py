@@ -1,7 +1,8 @@
 """Cancel that stops the GPU: a bead closed by a person mid-attempt ends its model request.
 
 Real Redis, a real ``ygg worker`` (prefork pool) and the simulator's HTTP host; the simulator's
-request records say when the connection was dropped (status 499: the client went away).
+request records say when the connection was dropped (status 499: the client went away). Marked
+``llm``: the same against a real llama.cpp ``llama-server``, whose ``/slots`` says when it stopped.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+
+import pytest
 
 from yggcelery.beads import JsonlStore
 from yggcelery.cancel import cancel_bead
@@ -18,6 +21,7 @@ from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
 from yggcelery.testing.faults import DispatcherThread
+from yggcelery.testing.llamaserver import LlamaServer, missing
 from yggcelery.testing.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -66,5 +70,39 @@ def test_closing_a_running_bead_aborts_its_model_request_and_writes_nothing(
         wait_until(lambda: store.get(short).status == "closed", timeout_s=60, what="next bead")
         loop.stop()
     issue = store.get(long)
+    assert issue.status == "closed"
+    assert not any(TASK_MARKER in (c.text or "") for c in issue.comments)
+
+
+@pytest.mark.llm
+@pytest.mark.skipif(missing() is not None, reason=str(missing()))
+def test_closing_a_running_bead_frees_a_real_llama_server_slot(
+    make_settings: Callable[..., Settings], local_cluster: Callable[..., LocalCluster]
+) -> None:
+    """The same against llama.cpp's own server (SmolLM2-135M, one slot, every answer forced to
+    1,500 tokens: tens of seconds on CPU): once the bead is closed, the server's only slot stops
+    decoding (`/slots` is_processing false, `/metrics` requests_processing 0) and no result
+    comment is written."""
+    with LlamaServer(name=HOST, parallel=1, ctx=2048, n_predict=1500, ignore_eos=True) as server:
+        host = server.host_settings(make_settings().hosts[HOST])
+        settings = make_settings(hosts={**make_settings().hosts, HOST: host},
+                                 timeouts={"read_s": 300, "task_soft_s": 400,
+                                           "task_hard_s": 450, "visibility_s": 600})  # fmt: skip
+        settings.beads.dir.mkdir(parents=True, exist_ok=True)
+        store = JsonlStore(settings.beads.jsonl_path)
+        bead = store.create("write a long story", issue_type="bug", actor="me").id
+        local_cluster(settings, hosts=[HOST], control=False)
+        dispatcher = CeleryDispatcher(settings, store)
+        with DispatcherThread(dispatcher, until_idle=False) as loop:
+            wait_until(lambda: server.busy_slots() == 1, timeout_s=90, what="the slot decoding")
+            store.close(bead, reason="done by hand", actor="me")
+            closed_at = time.time()
+            assert cancel_bead(dispatcher.ledger, bead) is not None
+            wait_until(lambda: server.busy_slots() == 0, timeout_s=20, what="the slot freed")
+            freed_s = time.time() - closed_at
+            assert server.metrics()["llamacpp:requests_processing"] == 0
+            loop.stop()
+    log.warning("cancel on llama-server: slot idle %.2fs after the close", freed_s)
+    issue = store.get(bead)
     assert issue.status == "closed"
     assert not any(TASK_MARKER in (c.text or "") for c in issue.comments)

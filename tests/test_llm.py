@@ -21,6 +21,7 @@ from yggcelery.errors import (
 )
 from yggcelery.llm import AsyncLLMClient, Completion, LLMClient, TaskTags, get_client
 from yggcelery.llm.fake import COMPLETION_TOKENS, PROMPT_TOKENS, FakeModelServer, Reply
+from yggcelery.llm.wire import ModelRequest, build_request, parse_stream
 from yggcelery.settings import Settings, load_settings
 from yggcelery.testing.redis import free_port
 
@@ -238,3 +239,63 @@ def test_injected_transport_is_used() -> None:
     transport = httpx.MockTransport(handler)
     with LLMClient(settings, transport=transport) as client, pytest.raises(HostBusy, match="mock"):
         client.complete("h1", PROMPT)
+
+
+def streamed_request(dialect: str) -> ModelRequest:
+    host = make_settings("http://h1.invalid", dialect=dialect).hosts["h1"]
+    return build_request("h1", host, PROMPT, stream=True)
+
+
+def test_a_streamed_answer_is_put_back_together_in_both_dialects() -> None:
+    """Ollama's NDJSON pieces and OpenAI's server-sent events give the text of every piece
+    and the token counts and timings of the last ones; the request asks for the usage."""
+    ollama = [json.dumps({"message": {"content": "Par"}, "done": False}),
+              json.dumps({"message": {"content": "is."}, "done": False}),
+              json.dumps({"message": {"content": ""}, "done": True, "prompt_eval_count": 7,
+                          "eval_count": 2, "eval_duration": 500_000_000})]  # fmt: skip
+    answer = parse_stream(streamed_request("ollama"), ollama, total_s=1.0)
+    assert (answer.text, answer.prompt_tokens, answer.completion_tokens) == ("Paris.", 7, 2)
+    assert answer.eval_s == 0.5
+
+    request = streamed_request("openai")
+    assert request.body["stream"] is True and request.body["stream_options"] == {
+        "include_usage": True
+    }
+    chunk = lambda text: json.dumps({"choices": [{"delta": {"content": text}}]})  # noqa: E731
+    usage = {"prompt_tokens": 7, "completion_tokens": 2}
+    events = ["data: " + chunk("Par"), "", "data: " + chunk("is."), "",
+              "data: " + json.dumps({"choices": [], "usage": usage,
+                                     "timings": {"predicted_ms": 250}}),
+              "data: [DONE]"]  # fmt: skip
+    answer = parse_stream(request, events, total_s=1.0)
+    assert (answer.text, answer.prompt_tokens, answer.completion_tokens) == ("Paris.", 7, 2)
+    assert answer.eval_s == 0.25
+
+
+@pytest.mark.parametrize(
+    ("dialect", "lines", "why"),
+    [
+        ("openai", ['data: {"choices": [{"delta": {"content": "Pa"}}]}'], "before [DONE]"),
+        ("openai", ['data: {"error": {"message": "oom"}}', "data: [DONE]"], "oom"),
+        ("ollama", ['{"message": {"content": "Pa"}, "done": false}'], "before its done line"),
+        ("ollama", ['{"error": "model unloaded"}'], "model unloaded"),
+        ("ollama", ["<html>"], "JSONDecodeError"),
+    ],
+)  # fmt: skip
+def test_a_stream_cut_short_or_failing_is_host_unavailable(
+    dialect: str, lines: list[str], why: str
+) -> None:
+    """A stream that ends early, reports an error or is not JSON: one HostUnavailable naming
+    the URL and what was wrong, never a half answer."""
+    with pytest.raises(HostUnavailable, match="unreadable streamed answer") as caught:
+        parse_stream(streamed_request(dialect), lines, total_s=1.0)
+    assert why in str(caught.value) and "h1.invalid" in str(caught.value)
+
+
+def test_a_server_that_ignores_stream_is_read_as_a_whole_answer() -> None:
+    """`application/json` instead of a stream: the document is the whole answer."""
+    whole = json.dumps({"choices": [{"message": {"content": "Paris."}}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 2}})  # fmt: skip
+    answer = parse_stream(streamed_request("openai"), [whole], total_s=1.0,
+                          content_type="application/json; charset=utf-8")  # fmt: skip
+    assert (answer.text, answer.completion_tokens) == ("Paris.", 2)

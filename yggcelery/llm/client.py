@@ -23,6 +23,8 @@ from yggcelery.llm.wire import (
     build_request,
     http_timeout,
     parse_response,
+    parse_stream,
+    status_error,
     transport_error,
 )
 from yggcelery.settings import HostSettings, Settings, TimeoutSettings
@@ -52,6 +54,7 @@ class _Base:
         max_tokens: int | None,
         temperature: float | None,
         tags: TaskTags | None,
+        stream: bool = False,
     ) -> ModelRequest:
         self.requests += 1
         return build_request(
@@ -61,13 +64,17 @@ class _Base:
             max_tokens=max_tokens,
             temperature=temperature,
             tags=tags,
+            stream=stream,
         )
 
     def _done(self, request: ModelRequest, response: httpx.Response, started: float) -> Completion:
-        completion = parse_response(request, response, total_s=time.monotonic() - started)
+        return self._log(parse_response(request, response, total_s=time.monotonic() - started))
+
+    @staticmethod
+    def _log(completion: Completion) -> Completion:
         log.debug(
             "host %s: %s+%s tokens in %.2fs",
-            request.host_name,
+            completion.host,
             completion.prompt_tokens,
             completion.completion_tokens,
             completion.total_s,
@@ -147,18 +154,29 @@ class AsyncLLMClient(_Base):
         tags: TaskTags | None = None,
         host: HostSettings | None = None,
     ) -> Completion:
-        """Ask the model on ``host_name``; see :meth:`LLMClient.complete`."""
+        """Ask the model on ``host_name``; see :meth:`LLMClient.complete`.
+
+        The answer is streamed and put back together, so that cancelling this coroutine (a
+        bead closed by a person) closes the stream and the server stops decoding at once.
+        """
         request = self._request(
-            host_name, host, prompt, max_tokens=max_tokens, temperature=temperature, tags=tags
-        )
+            host_name, host, prompt, max_tokens=max_tokens, temperature=temperature, tags=tags,
+            stream=True,
+        )  # fmt: skip
         started = time.monotonic()
         try:
-            response = await self.http.post(
-                request.url, json=request.body, headers=request.headers()
-            )
+            async with self.http.stream(
+                "POST", request.url, json=request.body, headers=request.headers()
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise status_error(request, response)
+                lines = [line async for line in response.aiter_lines()]
+                content_type = response.headers.get("content-type", "")
         except httpx.TransportError as exc:
             raise transport_error(request, exc, self.timeouts) from exc
-        return self._done(request, response, started)
+        total_s = time.monotonic() - started
+        return self._log(parse_stream(request, lines, total_s=total_s, content_type=content_type))
 
     async def warm(self, host: HostSettings, *, timeout_s: float = 2.0) -> bool:
         """One cheap GET on ``host``'s server (its version or model list, never a model call):

@@ -94,14 +94,22 @@ def build_request(
     max_tokens: int | None = None,
     temperature: float | None = None,
     tags: TaskTags | None = None,
+    stream: bool = False,
 ) -> ModelRequest:
-    """The request for ``prompt`` in the host's dialect (Ollama ``/api/chat`` or OpenAI)."""
+    """The request for ``prompt`` in the host's dialect (Ollama ``/api/chat`` or OpenAI).
+
+    ``stream`` asks for the answer in pieces (Ollama's NDJSON lines, OpenAI's server-sent
+    events, with the token usage in the last one): closing such a request stops the server's
+    decoding at once, which llama.cpp's server does not do for a whole-answer request.
+    """
     # The prompt arrives already cut to the target's limit (yggcelery.work.prompt): cut once.
     body: dict[str, Any] = {
         "model": host.model,
         "messages": [{"role": "user", "content": prompt}],
-        "stream": False,
+        "stream": stream,
     }
+    if stream and host.dialect == "openai":
+        body["stream_options"] = {"include_usage": True}
     if host.dialect == "ollama":
         options = {"num_predict": max_tokens, "temperature": temperature}
         body["options"] = {k: v for k, v in options.items() if v is not None}
@@ -157,6 +165,66 @@ def parse_response(
             f"HTTP {response.status_code} from {where}: unreadable answer ({problem})",
             status=response.status_code,
         ) from None
+
+
+def parse_stream(
+    request: ModelRequest, lines: list[str], *, total_s: float, content_type: str = ""
+) -> Completion:
+    """The completion a successful streamed answer's ``lines`` add up to (the same
+    :class:`Completion` as a whole answer), or :class:`HostUnavailable` when they do not.
+
+    A server that ignores ``stream`` answers one JSON document (``application/json``); that
+    is read as the whole answer it is.
+    """
+    try:
+        whole = content_type.split(";", maxsplit=1)[0].strip() == "application/json"
+        if request.dialect == "ollama":
+            data = json.loads("\n".join(lines)) if whole else _ollama_joined(lines)
+            return _ollama_completion(request, data, total_s)
+        data = json.loads("\n".join(lines)) if whole else _openai_joined(lines)
+        return _openai_completion(request, data, total_s)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        where = redact_url(request.url)
+        problem = f"{type(exc).__name__}: {_scrub(str(exc), request)}"
+        raise HostUnavailable(
+            request.host_name, f"HTTP 200 from {where}: unreadable streamed answer ({problem})"
+        ) from None
+
+
+def _ollama_joined(lines: list[str]) -> dict[str, Any]:
+    """Ollama's NDJSON pieces as one whole answer: the last (``done``) line, all the text."""
+    pieces = [json.loads(line) for line in lines if line.strip()]
+    failed = next((p["error"] for p in pieces if "error" in p), None)
+    if failed is not None:
+        raise ValueError(f"the server stopped with an error: {failed}")
+    last = pieces[-1]
+    if last.get("done") is not True:
+        raise ValueError("the stream ended before its done line")
+    text = "".join(p.get("message", {}).get("content") or "" for p in pieces)
+    return {**last, "message": {**last.get("message", {}), "content": text}}
+
+
+def _openai_joined(lines: list[str]) -> dict[str, Any]:
+    """OpenAI's server-sent events as one whole answer: the text of every delta, the usage
+    (and llama.cpp's timings) of the last events."""
+    events = [line[len("data:") :].strip() for line in lines if line.startswith("data:")]
+    if "[DONE]" not in events:
+        raise ValueError("the stream ended before [DONE]")
+    chunks = [json.loads(event) for event in events if event != "[DONE]"]
+    failed = next((c["error"] for c in chunks if "error" in c), None)
+    if failed is not None:
+        raise ValueError(f"the server stopped with an error: {failed}")
+    text = "".join(
+        (choice.get("delta") or {}).get("content") or ""
+        for chunk in chunks
+        for choice in chunk.get("choices") or ()
+    )
+    joined: dict[str, Any] = {"choices": [{"message": {"content": text}}]}
+    for chunk in chunks:  # later events win: the usage and timings come last
+        for key in ("model", "usage", "timings"):
+            if chunk.get(key):
+                joined[key] = chunk[key]
+    return joined
 
 
 def status_error(request: ModelRequest, response: httpx.Response) -> HostError:

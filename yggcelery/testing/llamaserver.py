@@ -109,13 +109,15 @@ class LlamaServer:
         ctx: int = 1024,
         threads: int = 1,
         n_predict: int | None = None,
+        ignore_eos: bool = False,
         log_dir: Path | None = None,
     ) -> None:
-        """``n_predict`` caps answers for requests that set no ``max_tokens`` (the workers)."""
+        """``n_predict`` caps answers for requests that set no ``max_tokens`` (the workers);
+        ``ignore_eos`` makes every answer run to that cap (a long request, on purpose)."""
         if parallel < 1 or threads < 1 or ctx < 64:
             raise ValueError(f"llama-server {name}: needs parallel >= 1, threads >= 1, ctx >= 64")
         self.name, self.port, self.parallel, self.ctx = name, port or free_port(), parallel, ctx
-        self.threads, self.n_predict = threads, n_predict
+        self.threads, self.n_predict, self.ignore_eos = threads, n_predict, ignore_eos
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if log_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ygg-llama-")
@@ -146,6 +148,8 @@ class LlamaServer:
         ]  # fmt: skip
         if self.n_predict is not None:
             args += ["--n-predict", str(self.n_predict)]
+        if self.ignore_eos:
+            args.append("--ignore-eos")
         return args
 
     def launch(self) -> None:
