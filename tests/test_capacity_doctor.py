@@ -6,7 +6,6 @@ an unreachable host or broker is one failing line and every other check still ru
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from yggcelery.capacity.workerchecks import check_workers, worker_checks
 from yggcelery.celery_app import make_app
 from yggcelery.settings import HostSettings, Settings, load_settings
 from yggcelery.sim import SimFleet, SimHostConfig
-from yggcelery.testing.redis import RedisServer, free_port, redis_executable, wait_for_port
+from yggcelery.testing.redis import RedisServer, free_port, local_sentinel
 
 MODEL = "llama3.1:8b"
 
@@ -228,18 +227,8 @@ def test_an_unmeasured_ollama_says_its_parallelism_is_unknown(
 @pytest.fixture
 def sentinel_url(redis_db: RedisServer, tmp_path: Path) -> Iterator[str]:
     """One real Sentinel (redis-server --sentinel) watching ``redis_db`` as ``ygg-primary``."""
-    port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                    f"sentinel monitor ygg-primary 127.0.0.1 {redis_db.port} 1\n")  # fmt: skip
-    proc = subprocess.Popen([redis_executable(), str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        wait_for_port(port)
-        yield f"sentinel://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with local_sentinel(redis_db, master="ygg-primary", data_dir=tmp_path) as url:
+        yield url
 
 
 def test_a_sentinel_url_is_checked_through_the_sentinels(sentinel_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from yggcelery.sentinel import (
     transport_options,
 )
 from yggcelery.settings import load_settings
-from yggcelery.testing.redis import RedisServer, free_port, redis_executable, wait_for_port
+from yggcelery.testing.redis import RedisServer, local_sentinel
 
 URL = "sentinel://:s3cret@10.0.0.1:26379/1;sentinel://10.0.0.2:26380/1;sentinel://10.0.0.3/1"
 
@@ -64,21 +63,9 @@ def test_celery_is_told_the_primarys_name_for_the_broker_and_the_result_backend(
 @pytest.fixture
 def sentinel_url(tmp_path: Path) -> Iterator[str]:
     """A real redis-server and one Sentinel watching it as ``ygg``, both on loopback."""
-    with RedisServer() as primary:
-        port = free_port()
-        conf = tmp_path / "sentinel.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-            f"sentinel monitor ygg 127.0.0.1 {primary.port} 1\n"
-        )
-        proc = subprocess.Popen([redis_executable(), str(conf), "--sentinel"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            wait_for_port(port)
-            yield f"sentinel://127.0.0.1:{port}/2"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with RedisServer() as primary, local_sentinel(primary, master="ygg", data_dir=tmp_path,
+                                                  db=2) as url:  # fmt: skip
+        yield url
 
 
 def test_a_client_through_the_sentinel_reaches_the_primary_and_its_database(

@@ -17,6 +17,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -181,3 +183,23 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@contextmanager
+def local_sentinel(
+    primary: RedisServer, *, master: str, data_dir: Path, db: int = 0
+) -> Iterator[str]:
+    """One real Sentinel (``redis-server --sentinel``) on loopback watching ``primary`` as
+    ``master``, stopped on exit; yields its ``sentinel://`` URL for database ``db``."""
+    port = free_port()
+    conf = Path(data_dir) / f"sentinel-{port}.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n"
+                    f"sentinel monitor {master} 127.0.0.1 {primary.port} 1\n")  # fmt: skip
+    proc = subprocess.Popen([redis_executable(), str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield f"sentinel://127.0.0.1:{port}/{db}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
