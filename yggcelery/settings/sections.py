@@ -1,38 +1,17 @@
-"""One validated settings object, from ``YGG_*`` environment variables and an optional ``ygg.toml``.
+"""The sections of the settings, one model per ``ygg.toml`` table: each host, routing, Beads,
+timeouts, retries, dispatch, scheduling, the cloud fallback, Flower, the simulator, capacity.
 
-Precedence, highest first: keyword overrides (tests, the CLI), ``YGG_*`` environment variables
-(nested keys joined with ``__``, e.g. ``YGG_DISPATCH__POLL_S=1``), then the TOML file named by
-``YGG_CONFIG`` or ``./ygg.toml``. The defaults describe the seed fleet (surtr, fenrir, skadi) on
-loopback ports, which is what ``ygg sim`` and ``make demo`` serve, so nothing is needed to try it.
-
-Settings are built once, by :func:`load_settings`, and passed in; nothing reads the environment
-at import time.
+:mod:`yggcelery.settings` puts them together into :class:`~yggcelery.settings.Settings` and
+re-exports every name here; import them from there.
 """
 
 from __future__ import annotations
 
-import contextvars
-import json
-import os
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
-from yggcelery.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 Dialect = Literal["ollama", "openai"]
 SortOrder = Literal["priority", "hybrid", "oldest"]
@@ -45,7 +24,7 @@ KINDS = ("reasoning", "text", "code")
 MAX_SPEED = 10.0
 
 
-class _KeyedError(ValueError):
+class KeyedError(ValueError):
     """Raised by a validator about a key below the one pydantic reports (``hosts.x.overflow.y``).
 
     :func:`_explain` names ``key`` instead of the section, so the message points at the line.
@@ -56,13 +35,13 @@ class _KeyedError(ValueError):
         self.key = key
 
 
-class _Strict(BaseModel):
+class Section(BaseModel):
     """A settings section: unknown keys are errors, so typos are caught at start-up."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class HostSettings(_Strict):
+class HostSettings(Section):
     """One GPU host and the model server on it. Its name is also its Celery queue."""
 
     base_url: str
@@ -96,7 +75,7 @@ class HostSettings(_Strict):
     def _speeds(cls, overflow: dict[str, float]) -> dict[str, float]:
         for kind, speed in overflow.items():
             if not 0 < speed <= MAX_SPEED:
-                raise _KeyedError(
+                raise KeyedError(
                     (kind,), f"speed {speed:g} is out of range: 0 < speed <= {MAX_SPEED:g}"
                 )
         return overflow
@@ -105,10 +84,10 @@ class HostSettings(_Strict):
     def _extra_kinds(self) -> HostSettings:
         for kind in self.overflow:
             if kind in self.kinds:
-                raise _KeyedError(("overflow", kind), f"{kind!r} is already one of kinds")
+                raise KeyedError(("overflow", kind), f"{kind!r} is already one of kinds")
         for kind in self.models:
             if self.speed_for(kind) is None:
-                raise _KeyedError(("models", kind), f"{kind!r} is in neither kinds nor overflow")
+                raise KeyedError(("models", kind), f"{kind!r} is in neither kinds nor overflow")
         return self
 
     @property
@@ -125,7 +104,7 @@ class HostSettings(_Strict):
         return self.models.get(kind, self.model)
 
 
-def _seed_hosts() -> dict[str, HostSettings]:
+def seed_hosts() -> dict[str, HostSettings]:
     return {
         "surtr-reasoning": HostSettings(
             base_url="http://127.0.0.1:11435",
@@ -151,7 +130,7 @@ def _seed_hosts() -> dict[str, HostSettings]:
     }
 
 
-class RoutingSettings(_Strict):
+class RoutingSettings(Section):
     """How a bead becomes a task kind: a ``kind:X`` label, then its issue type, then the default."""
 
     label_prefix: str = "kind:"
@@ -170,7 +149,7 @@ class RoutingSettings(_Strict):
     default_kind: str = "text"
 
 
-class BeadsSettings(_Strict):
+class BeadsSettings(Section):
     """Where the Beads data lives and who we are in it."""
 
     #: The workspace's ``.beads`` folder; the JSONL store uses ``<dir>/issues.jsonl``.
@@ -188,7 +167,7 @@ class BeadsSettings(_Strict):
         return self.dir / "issues.jsonl"
 
 
-class TimeoutSettings(_Strict):
+class TimeoutSettings(Section):
     """Every wait in the system, in seconds."""
 
     connect_s: float = Field(default=5.0, gt=0)
@@ -229,7 +208,7 @@ class TimeoutSettings(_Strict):
         return self
 
 
-class RetrySettings(_Strict):
+class RetrySettings(Section):
     """Retries of one task on transient errors, and the cap on redeliveries of crashing tasks."""
 
     max_retries: int = Field(default=4, ge=0)
@@ -244,7 +223,7 @@ class RetrySettings(_Strict):
     breaker_cooldown_s: float = Field(default=30.0, ge=0)
 
 
-class DispatchSettings(_Strict):
+class DispatchSettings(Section):
     """The dispatcher loop."""
 
     poll_s: float = Field(default=2.0, gt=0)
@@ -258,7 +237,7 @@ class DispatchSettings(_Strict):
 DEFAULT_EXPECTED_S = {"reasoning": 20.0, "text": 6.0, "code": 10.0}
 
 
-class SchedulingSettings(_Strict):
+class SchedulingSettings(Section):
     """Which host finishes a bead first, and in which order ready beads go (``scheduling.py``)."""
 
     #: Expected seconds of one task of each kind on its own hosts, until durations are measured
@@ -281,7 +260,7 @@ class SchedulingSettings(_Strict):
         return self.expected_s.get(kind, self.default_expected_s)
 
 
-class CloudSettings(_Strict):
+class CloudSettings(Section):
     """An optional OpenAI-compatible endpoint that takes work when a host is down."""
 
     url: str | None = None
@@ -304,7 +283,7 @@ class CloudSettings(_Strict):
         return self.url is not None
 
 
-class FlowerSettings(_Strict):
+class FlowerSettings(Section):
     """The Flower web UI."""
 
     address: str = "127.0.0.1"
@@ -316,22 +295,9 @@ class FlowerSettings(_Strict):
 
 # The TOML document for the Settings being built: pydantic-settings sources are classes, so the
 # parsed file reaches ours through a context variable rather than a global.
-_toml_data: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "_toml_data", default=MappingProxyType({})
-)
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """The parsed ``ygg.toml``, below the environment in precedence."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _toml_data.get().get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get())
-
-
-class SimSettings(_Strict):
+class SimSettings(Section):
     """The model-host simulator (``ygg sim``): how long simulated work takes on a simulated GPU."""
 
     #: Real seconds per simulated second: 0.005 runs a "10 s" task in 50 ms.
@@ -351,7 +317,7 @@ class SimSettings(_Strict):
     parallel: dict[str, int] = Field(default_factory=dict)
 
 
-class CapacitySettings(_Strict):
+class CapacitySettings(Section):
     """Reading each host's real capacity from its model server (doctor, tune, live checks)."""
 
     #: Seconds between two probes of a host's server by the live checks.
@@ -365,211 +331,3 @@ class CapacitySettings(_Strict):
     measure_tokens: int = Field(default=8, ge=1, le=256)
     #: Longest wait for the measuring requests, a cold model load included.
     measure_timeout_s: float = Field(default=120.0, gt=0)
-
-
-class Settings(BaseSettings):
-    """Everything yggcelery needs to run, validated once at start-up."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="YGG_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
-
-    hosts: dict[str, HostSettings] = Field(default_factory=_seed_hosts)
-    routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    result_backend: str = "redis://127.0.0.1:6379/1"
-    #: With ``sentinel://`` URLs: the name the Sentinels monitor the primary under
-    #: (``sentinel monitor <name> ...``); kombu and Celery call it ``master_name``.
-    sentinel_master: str = "mymaster"
-    #: Queue for beat's reconcile job; a worker must consume it (``ygg worker`` adds it).
-    control_queue: str = "ygg-control"
-    beads: BeadsSettings = Field(default_factory=BeadsSettings)
-    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
-    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
-    cloud: CloudSettings = Field(default_factory=CloudSettings)
-    flower: FlowerSettings = Field(default_factory=FlowerSettings)
-    sim: SimSettings = Field(default_factory=SimSettings)
-    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
-    #: The dispatcher's Prometheus endpoint; port 0 turns it off. The address is loopback by
-    #: default (the series name hosts and queues); a container publishing it needs 0.0.0.0.
-    metrics_address: str = "127.0.0.1"
-    metrics_port: int = Field(default=9808, ge=0, le=65535)
-
-    @field_validator("broker_url", "result_backend")
-    @classmethod
-    def _broker(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in (
-            "redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory", "unix"
-        ):  # fmt: skip
-            raise ValueError(f"unsupported URL scheme {scheme!r} in {value!r}")
-        return value
-
-    @field_validator("hosts")
-    @classmethod
-    def _hosts(cls, hosts: dict[str, HostSettings]) -> dict[str, HostSettings]:
-        if not hosts:
-            raise ValueError("at least one host is required")
-        return hosts
-
-    @model_validator(mode="after")
-    def _routes_reach_hosts(self) -> Settings:
-        """Every kind routing can produce must reach a host (unserved kinds use the default)."""
-        if not self.hosts_for(self.routing.default_kind):
-            served = sorted({kind for host in self.hosts.values() for kind in host.kinds})
-            raise ValueError(
-                f"routing.default_kind {self.routing.default_kind!r} is served by no host"
-                f" (hosts serve: {', '.join(served)})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _extra_kinds_are_served(self) -> Settings:
-        """Overflow kinds and expected times name kinds some host serves as one of its kinds."""
-        served = {kind for host in self.hosts.values() for kind in host.kinds}
-        for name, host in self.hosts.items():
-            for kind in host.overflow:
-                if kind not in served:
-                    raise _KeyedError(("hosts", name, "overflow", kind), _unserved(kind, served))
-        if "expected_s" in self.scheduling.model_fields_set:
-            # A seed kind's default time is harmless where no host serves it (the settings of a
-            # partial fleet travel to its workers as YGG_* variables, defaults included).
-            for kind in self.scheduling.expected_s:
-                if kind not in served and kind not in DEFAULT_EXPECTED_S:
-                    raise _KeyedError(("scheduling", "expected_s", kind), _unserved(kind, served))
-        return self
-
-    @property
-    def broker_kind(self) -> Literal["redis", "amqp", "memory"]:
-        scheme = urlsplit(self.broker_url).scheme
-        if scheme.startswith("redis") or scheme in ("sentinel", "unix"):
-            return "redis"
-        return "memory" if scheme == "memory" else "amqp"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
-
-    def host(self, name: str) -> HostSettings:
-        """The host called ``name``, or a :class:`ConfigError` listing the known ones."""
-        try:
-            return self.hosts[name]
-        except KeyError:
-            known = ", ".join(sorted(self.hosts))
-            raise ConfigError(f"unknown host {name!r} (configured: {known})") from None
-
-    def hosts_for(self, kind: str) -> list[str]:
-        """Hosts that serve ``kind``, in configuration order."""
-        return [name for name, host in self.hosts.items() if kind in host.kinds]
-
-    def speeds_for(self, kind: str) -> dict[str, float]:
-        """Hosts able to run ``kind`` → relative speed: its own hosts (1.0), then overflow ones."""
-        own = {name: 1.0 for name in self.hosts_for(kind)}
-        extra = {n: h.overflow[kind] for n, h in self.hosts.items() if kind in h.overflow}
-        return own | extra
-
-    def __repr__(self) -> str:
-        hosts = ",".join(f"{n}:{h.slots}" for n, h in self.hosts.items())
-        return f"<Settings hosts={hosts} broker={_redact(self.broker_url)}>"
-
-
-def _unserved(kind: str, served: set[str]) -> str:
-    return f"no host serves kind {kind!r} (hosts serve: {', '.join(sorted(served))})"
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
-
-
-redact_url = _redact
-
-
-def config_path(explicit: str | Path | None = None) -> Path | None:
-    """The settings file: ``explicit``, else ``$YGG_CONFIG``, else ``./ygg.toml`` if present.
-
-    A path named explicitly or by ``YGG_CONFIG`` must exist; ``./ygg.toml`` is optional.
-    """
-    named = explicit or os.environ.get("YGG_CONFIG")
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise ConfigError(f"settings file {path} does not exist")
-        return path
-    default = Path("ygg.toml")
-    return default if default.is_file() else None
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """The TOML document at ``path``, or one :class:`ConfigError` naming the file and position."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"settings file {path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"settings file {path}: cannot read: {exc.strerror}") from None
-
-
-def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings once: ``overrides`` > ``YGG_*`` env > the TOML file > defaults.
-
-    Any invalid value raises one :class:`ConfigError` whose message names the key, what is wrong
-    with it, and where it came from (the file, or the environment).
-    """
-    path = config_path(config)
-    data = read_toml(path) if path else {}
-    token = _toml_data.set(data)
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, path, data)) from None
-    finally:
-        _toml_data.reset(token)
-
-
-def _explain(exc: ValidationError, path: Path | None, data: Mapping[str, Any]) -> str:
-    problems = []
-    for error in exc.errors():
-        loc, msg = error["loc"], error["msg"]
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _KeyedError):
-            loc, msg = (*loc, *cause.key), str(cause)
-        key = ".".join(str(part) for part in loc) or "(root)"
-        origin = f"settings file {path}" if path and _has_key(data, loc) else "settings"
-        problems.append(f"{origin}: {key}: {msg}")
-    return "; ".join(problems)
-
-
-def _has_key(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
-    """Whether the value at ``loc`` (or its section) was written in the file."""
-    return bool(loc) and isinstance(data, Mapping) and loc[0] in data
-
-
-def to_env(settings: Settings) -> dict[str, str]:
-    """``YGG_*`` variables that rebuild ``settings`` in a child process (secrets included)."""
-    data = settings.model_dump(mode="json")
-    if settings.flower.password is not None:
-        data["flower"]["password"] = settings.flower.password.get_secret_value()
-    env = {}
-    for name, value in data.items():
-        if value is None:
-            continue
-        env[f"YGG_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    return env
