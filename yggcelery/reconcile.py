@@ -104,7 +104,7 @@ def decide(
     ``worker_dead``: the worker that started the attempt stopped beating
     (:func:`yggcelery.heartbeat.is_dead`).
     """
-    status = (meta or {}).get("status", states.PENDING)
+    status = _status(meta)
     if issue is None:
         return Decision(Action.REVOKE, "issue no longer in Beads")
     if entry.state is EntryState.REQUEUED:
@@ -158,7 +158,7 @@ def needs_broker(
     """
     if entry.state is not EntryState.SENT:
         return False
-    status = (meta or {}).get("status", states.PENDING)
+    status = _status(meta)
     age_s = now - entry.since
     if status == states.REVOKED or (
         status == states.PENDING and age_s > settings.timeouts.unsent_s
