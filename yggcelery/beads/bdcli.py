@@ -70,6 +70,8 @@ class BdCliStore:
         self.timeout_s = timeout_s
         self._mutex = threading.Lock()
         self._file_lock = FileLock(str(self.beads_dir.parent / ".ygg-bd.lock"))
+        #: The ``.beads`` folder's files as they were after our last bd command.
+        self._seen: DirSignature | None = None
 
     def __repr__(self) -> str:
         return f"<BdCliStore {self.beads_dir} binary={self.binary} actor={self.actor}>"
@@ -81,6 +83,13 @@ class BdCliStore:
 
     def list_issues(self) -> list[Issue]:
         return self.issues("list", "--all", "--limit", "0")
+
+    def changed(self) -> bool:
+        """A file directly in the ``.beads`` folder (bd's database, its write-ahead log, its
+        JSONL export) has another mtime or size than after our last bd command; False when
+        the folder cannot be read."""
+        now = _signature(self.beads_dir)
+        return now is not None and now != self._seen
 
     def ready(self, sort: SortOrder = "priority") -> list[Issue]:
         """bd's own answer, in bd's order."""
@@ -168,6 +177,8 @@ class BdCliStore:
                 raise TransientBdError(name, f"no answer in {self.timeout_s:g} s") from exc
             except OSError as exc:
                 raise PermanentBdError(name, f"cannot run {self.binary}: {exc}") from exc
+            finally:
+                self._seen = _signature(self.beads_dir)
         if done.returncode != 0:
             raise bd_error(name, done.stderr, args[1] if len(args) > 1 else "")
         return _decode(name, done.stdout)
@@ -248,3 +259,18 @@ def _dependency(issue_id: str, dep: Any) -> Any:
 
 
 __all__ = ["BdCliStore", "BdCommandError", "bd_error"]
+
+
+#: (name, mtime in ns, size) of each entry directly in a folder.
+DirSignature = frozenset[tuple[str, int, int]]
+
+
+def _signature(folder: Path) -> DirSignature | None:
+    """What :meth:`BdCliStore.changed` compares; None when the folder cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(
+                (entry.name, (st := entry.stat()).st_mtime_ns, st.st_size) for entry in entries
+            )
+    except OSError:
+        return None

@@ -83,6 +83,12 @@ class JsonlStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def changed(self) -> bool:
+        """The file's (mtime, size, inode) differs from the one last read or written here
+        (a file that is still missing has not changed)."""
+        snap = self._snap
+        return snap is None or self._stat_key() != snap.key
+
     @property
     def problems(self) -> list[Diagnostic]:
         """Every questionable line of the file as last read, dependency checks included."""

@@ -41,6 +41,12 @@ class BeadsStore(Protocol):
         """Every issue, in file order; memory lines are skipped."""
         ...
 
+    def changed(self) -> bool:
+        """Whether the data may have changed since this store last read or wrote it, from a
+        ``stat`` and no read (the dispatchers look between polls, so new work is seen within
+        ``dispatch.watch_s``, not ``poll_s``). False when it cannot tell: the next poll reads."""
+        ...
+
     def ready(self, sort: SortOrder = "priority") -> list[Issue]:
         """The issues ``bd ready`` would return, in ``sort`` order (for a JSONL file, under the
         store's rule set)."""

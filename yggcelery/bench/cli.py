@@ -47,6 +47,7 @@ def run_suite(
     report: dict[str, Any] = {
         "time_scale": options.time_scale,
         "poll_sim_s": options.poll_sim_s,
+        "watch_sim_s": options.watch_sim_s,
         "repeat": repeat,
         "scenarios": {},
     }

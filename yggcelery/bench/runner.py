@@ -34,10 +34,12 @@ DONE = ("closed", "blocked")
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How runs are made: the time scale and the dispatchers' poll interval (simulated seconds)."""
+    """How runs are made: the time scale and the dispatchers' poll and Beads-watch intervals
+    (simulated seconds)."""
 
     time_scale: float = 0.1
     poll_sim_s: float = 0.5
+    watch_sim_s: float = 0.1
     #: Simulated seconds allowed beyond the scenario's total service time before giving up.
     slack_sim_s: float = 120.0
 
@@ -51,11 +53,17 @@ def run_settings(
         for name, host in base.hosts.items()
     }
     poll_s = max(options.poll_sim_s * options.time_scale, 0.005)
+    watch_s = max(options.watch_sim_s * options.time_scale, 0.005)
     update: dict[str, Any] = {
         "hosts": hosts,
         "beads": BeadsSettings(dir=workdir / ".beads", store="jsonl", actor=base.beads.actor),
         "dispatch": base.dispatch.model_copy(
-            update={"poll_s": poll_s, "reconcile_every_s": poll_s, "status_every_s": 5.0}
+            update={
+                "poll_s": poll_s,
+                "watch_s": watch_s,
+                "reconcile_every_s": poll_s,
+                "status_every_s": 5.0,
+            }
         ),
         "sim": base.sim.model_copy(update={"time_scale": options.time_scale}),
         "cloud": CloudSettings(),

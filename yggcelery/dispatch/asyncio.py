@@ -213,7 +213,8 @@ class AsyncDispatcher(Dispatcher):
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run_async(self, *, stop: threading.Event, until_idle: bool = False) -> None:
-        """Poll, log status now and then, nap ``poll_s`` or until a task finishes."""
+        """Poll, log status now and then, nap ``poll_s`` or until a task finishes or the Beads
+        data changes."""
         next_status = 0.0
         while not stop.is_set():
             try:
@@ -227,8 +228,20 @@ class AsyncDispatcher(Dispatcher):
                 next_status = time.monotonic() + self.settings.dispatch.status_every_s
             if until_idle and await self._idle():
                 break
+            await self._nap(self.settings.dispatch.poll_s, stop=stop)
+
+    async def _nap(self, seconds: float, *, stop: threading.Event) -> None:
+        """Until ``seconds`` pass, a task finishes, ``stop`` is set or the Beads data changes
+        (the last two looked at every ``watch_s``, at most every 0.5 s)."""
+        watch_s = self.settings.dispatch.watch_s
+        step = min(watch_s, 0.5) if watch_s > 0 else 0.5
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch.poll_s)
+                await asyncio.wait_for(self._wake.wait(), min(left, step))
+                return
+            if watch_s and self.beads_changed():
+                return
 
     async def _poll(self) -> int:
         self._wake.clear()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar, TypedDict
@@ -46,6 +47,18 @@ class HostStatus(TypedDict):
     #: Tasks waiting for this host, by Beads priority ("p0".."p4").
     queued: dict[str, int]
     online: bool
+
+
+def nap(
+    seconds: float, *, watch_s: float, wake: Callable[[], bool], wait: Callable[[float], bool]
+) -> None:
+    """Return after ``seconds``, or once ``wait(step)`` returns True (stop, or a finished task)
+    or ``wake()`` does, asked every ``watch_s`` (never when ``watch_s`` is 0)."""
+    deadline = time.monotonic() + seconds
+    step = watch_s if watch_s > 0 else seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if wait(min(left, step)) or (watch_s > 0 and wake()):
+            return
 
 
 def format_status(status: dict[str, HostStatus]) -> str:
@@ -122,9 +135,17 @@ class Dispatcher(ABC):
         start is as quick as any other. Idempotent; :meth:`run` calls it. No-op by default."""
 
     def nap(self, stop: threading.Event, seconds: float) -> None:
-        """Wait between polls: ``seconds``, or less when ``stop`` is set (or, where a dispatcher
-        can tell, when work finished)."""
-        stop.wait(seconds)
+        """Wait between polls: ``seconds``, or less when ``stop`` is set, the Beads data changed
+        (:meth:`beads_changed`) or, where a dispatcher can tell, work finished."""
+        nap(seconds, watch_s=self.settings.dispatch.watch_s, wake=self.beads_changed,
+            wait=stop.wait)  # fmt: skip
+
+    def beads_changed(self) -> bool:
+        """Someone else changed the Beads data since this dispatcher last read or wrote it."""
+        try:
+            return self.store.changed()
+        except OSError:
+            return False
 
     def idle(self) -> bool:
         """Nothing in flight and nothing ready in Beads: a run ``until_idle`` may stop."""

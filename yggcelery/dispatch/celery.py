@@ -335,8 +335,10 @@ class CeleryDispatcher(Dispatcher):
             self.ledger.put(previous)
 
     def nap(self, stop: threading.Event, seconds: float) -> None:
-        """Until ``seconds`` pass, ``stop`` is set or one of our tasks stores its result."""
-        self.wakeup.nap(stop, seconds)
+        """Until ``seconds`` pass, ``stop`` is set, one of our tasks stores its result or the
+        Beads data changes."""
+        self.wakeup.nap(stop, seconds, watch_s=self.settings.dispatch.watch_s,
+                        wake=self.beads_changed)  # fmt: skip
 
     def get_status(self) -> dict[str, HostStatus]:
         return host_status(self.app, self.settings)

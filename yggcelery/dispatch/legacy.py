@@ -14,6 +14,7 @@ Orders and results are the same values the Celery path sends and returns
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
@@ -58,6 +59,10 @@ class LegacyDispatcher(Dispatcher):
         self._busy: dict[str, tuple[Future[BeadResult], str]] = {}
         #: Ready issues skipped in the last poll, per host and priority (for get_status).
         self._waiting: dict[str, dict[str, int]] = {}
+
+    def nap(self, stop: threading.Event, seconds: float) -> None:
+        """The old dispatcher's loop: the next poll after ``seconds`` (no Beads watch)."""
+        stop.wait(seconds)
 
     def poll(self) -> int:
         self._collect()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,6 +24,7 @@ from celery import Celery
 from redis.client import PubSub, PubSubWorkerThread
 
 from yggcelery.connections import redis_for
+from yggcelery.dispatch.base import nap
 from yggcelery.routing import TASK_ID_PREFIX
 from yggcelery.settings import Settings
 
@@ -70,16 +72,24 @@ class ResultWakeup:
         self._pubsub = pubsub
         return True
 
-    def nap(self, stop: threading.Event, seconds: float) -> None:
-        """Return after ``seconds``, or as soon as a result is stored or ``stop`` is set."""
+    def nap(
+        self,
+        stop: threading.Event,
+        seconds: float,
+        *,
+        watch_s: float = 0.0,
+        wake: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Return after ``seconds``, or as soon as a result is stored, ``stop`` is set or
+        ``wake()`` (asked every ``watch_s``) says so."""
         if not self.running:
             self.start()
-        deadline = time.monotonic() + seconds
-        while not stop.is_set():
-            left = deadline - time.monotonic()
+
+        def wait(step: float) -> bool:
             # Short waits: `stop` is set by signal handlers and has no way to set our event.
-            if left <= 0 or self.event.wait(min(left, 0.1)):
-                break
+            return stop.is_set() or self.event.wait(min(step, 0.1))
+
+        nap(seconds, watch_s=watch_s, wake=wake, wait=wait)
         # Cleared before the poll that follows: a result stored during that poll sets it again.
         self.event.clear()
 

@@ -227,6 +227,9 @@ class DispatchSettings(Section):
     """The dispatcher loop."""
 
     poll_s: float = Field(default=2.0, gt=0)
+    #: Between polls, look this often whether the Beads data changed (a ``stat``, no read) and
+    #: poll at once when it did, so new work (a p0) is sent within this, not ``poll_s``; 0: off.
+    watch_s: float = Field(default=0.1, ge=0)
     #: Tasks kept in the broker per host, as a multiple of its slots (the rest waits in Beads).
     inflight_per_slot: float = Field(default=2.0, ge=1.0)
     status_every_s: float = Field(default=30.0, gt=0)
