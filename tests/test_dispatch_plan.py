@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from yggcelery.beads import Issue
+from yggcelery.bench.scenarios import SEED_OVERFLOW
 from yggcelery.dispatch.celery import _flights
 from yggcelery.dispatch.plan import InFlight, Planner, ordered, promoted
 from yggcelery.estimates import MemoryEstimates
@@ -82,6 +85,81 @@ def test_fenrir_takes_no_code_while_its_own_text_waits() -> None:
     choice, _ = plan.choose(code, priority=2, room={"fenrir-chat": 6, "skadi-code": 2})
 
     assert choice is not None and choice.host == "skadi-code"
+
+
+def seed_overflow_settings() -> Settings:
+    """The seed fleet with issue 12's speeds (fenrir code 0.7; surtr code 0.7, text 0.8) and
+    every kind expected to take 10 s on its own hosts."""
+    hosts = {name: host.model_dump() for name, host in load_settings().hosts.items()}
+    for name, speeds in SEED_OVERFLOW.items():
+        hosts[name]["overflow"] = dict(speeds)
+    return load_settings(hosts=hosts, scheduling={"expected_s": dict.fromkeys(
+        ("code", "text", "reasoning"), 10.0)})  # fmt: skip
+
+
+def busy(host: str, kind: str, *, running: int, queued: int, ran_s: float) -> list[InFlight]:
+    """``running`` tasks started ``ran_s`` ago and ``queued`` waiting behind them on ``host``."""
+    return [InFlight(host=host, kind=kind, priority=2, since=NOW - ran_s, running=True)
+            for _ in range(running)] + [
+            InFlight(host=host, kind=kind, priority=2, since=NOW, running=False)
+            for _ in range(queued)]  # fmt: skip
+
+
+#: surtr idle and free; skadi and fenrir without room for more p2 work.
+ROOM = {"surtr-reasoning": 4, "fenrir-chat": 0, "skadi-code": 0}
+
+
+def test_an_overflow_slot_goes_to_the_bead_that_gains_most_from_it() -> None:
+    """surtr is free. Text waits for fenrir until 22 s (surtr: 12.5 s, 9.5 s sooner); code waits
+    for skadi until 30 s (surtr: 14.3 s, 15.7 s sooner). The text bead comes first in Beads'
+    order but leaves surtr to the code bead, which loses more by waiting."""
+    settings = seed_overflow_settings()
+    flights = [*busy("skadi-code", "code", running=2, queued=2, ran_s=0.0),
+               *busy("fenrir-chat", "text", running=3, queued=3, ran_s=8.0)]  # fmt: skip
+    text, code = bead("t", kind="text"), bead("c")
+    plan = planner(settings, flights=flights, ready=[text, code])
+
+    assert plan.choose(text, priority=2, room=ROOM) == (None, "text")
+    choice, _ = plan.choose(code, priority=2, room=ROOM)
+    assert choice is not None and (choice.host, choice.overflow) == ("surtr-reasoning", True)
+    assert choice.gain_s == pytest.approx(30.0 - 10.0 / 0.7)
+
+
+def test_the_first_bead_keeps_the_overflow_slot_when_it_gains_most() -> None:
+    """The same with skadi's queue empty: code would be only 5.7 s sooner on surtr, text still
+    9.5 s, so the text bead takes surtr in its turn."""
+    settings = seed_overflow_settings()
+    flights = [*busy("skadi-code", "code", running=2, queued=0, ran_s=0.0),
+               *busy("fenrir-chat", "text", running=3, queued=3, ran_s=8.0)]  # fmt: skip
+    text, code = bead("t", kind="text"), bead("c")
+    plan = planner(settings, flights=flights, ready=[text, code])
+
+    choice, _ = plan.choose(text, priority=2, room=ROOM)
+    assert choice is not None and choice.host == "surtr-reasoning"
+    assert choice.gain_s == pytest.approx(22.0 - 12.5)
+
+
+def test_beads_of_one_kind_take_an_overflow_slot_in_beads_order() -> None:
+    """Equal beads gain equally: the first one goes, none yields to its twin."""
+    settings = seed_overflow_settings()
+    flights = busy("skadi-code", "code", running=2, queued=2, ran_s=0.0)
+    first, second = bead("c1"), bead("c2")
+    plan = planner(settings, flights=flights, ready=[first, second])
+
+    choice, _ = plan.choose(first, priority=2, room=ROOM)
+    assert choice is not None and choice.host == "surtr-reasoning"
+
+
+def test_only_beads_of_the_same_level_compete_for_an_overflow_slot() -> None:
+    """A p3 code bead that would gain more does not hold back a p2 text bead."""
+    settings = seed_overflow_settings()
+    flights = [*busy("skadi-code", "code", running=2, queued=2, ran_s=0.0),
+               *busy("fenrir-chat", "text", running=3, queued=3, ran_s=8.0)]  # fmt: skip
+    text, code = bead("t", kind="text"), bead("c", priority=3)
+    plan = planner(settings, flights=flights, ready=[text, code])
+
+    choice, _ = plan.choose(text, priority=2, room=ROOM)
+    assert choice is not None and choice.host == "surtr-reasoning"
 
 
 def test_oldest_ledger_entries_per_host_count_as_running() -> None:

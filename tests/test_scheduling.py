@@ -12,6 +12,7 @@ from yggcelery.beads import Issue
 from yggcelery.estimates import MemoryEstimates, RedisEstimates
 from yggcelery.scheduling import (
     Candidate,
+    Choice,
     HostLoad,
     Job,
     ReadyBead,
@@ -21,6 +22,7 @@ from yggcelery.scheduling import (
     choose_host,
     dispatch_order,
     effective_priority,
+    outbid,
     own_waiting,
 )
 from yggcelery.settings import SchedulingSettings, Settings, load_settings
@@ -211,6 +213,32 @@ def test_a_kind_no_host_serves_is_scheduled_as_the_default_kind() -> None:
         )
     ]
     assert names == ["fenrir-chat", "surtr-reasoning"]
+
+
+def spill(host: str, gain_s: float) -> Choice:
+    return Choice(host=host, finish_s=10.0, overflow=True, gain_s=gain_s)
+
+
+def test_an_overflow_is_outbid_only_by_a_larger_gain_on_the_same_host() -> None:
+    """Another bead of the level outbids an overflow to surtr only by gaining strictly more from
+    surtr; a bead going home, elsewhere, waiting, or gaining as much does not."""
+    mine = spill("surtr-reasoning", 5.0)
+    home = Choice(host="skadi-code", finish_s=10.0, overflow=False)
+    assert outbid(mine, [spill("surtr-reasoning", 9.0)])
+    assert not outbid(mine, [spill("surtr-reasoning", 5.0), spill("fenrir-chat", 20.0)])
+    assert not outbid(mine, [home, None])
+    assert not outbid(home, [spill("skadi-code", 99.0)])  # a bead going home never yields
+
+
+def test_an_overflow_records_how_much_sooner_it_finishes() -> None:
+    """``gain_s``: the own hosts' earliest finish (room or not) minus the overflow finish."""
+    settings = overflow_settings()
+    loads = idle(settings, **{"skadi-code": busy("skadi-code", remaining_s=10.0, room=0)})
+    cands = candidates_for("code", settings=settings, loads=loads,
+                           times=MemoryEstimates(settings).table())  # fmt: skip
+    choice = choose_host(cands, priority=2)
+    assert choice is not None and choice.overflow
+    assert choice.gain_s == pytest.approx(20.0 - 10.0 / 0.7)
 
 
 def list_schedule_makespan_s(settings: Settings, kinds: list[str]) -> float:

@@ -12,6 +12,8 @@ from a snapshot the dispatcher takes once per poll. Nothing here touches a broke
   (its own hint, else the running estimate per (host, kind), which includes the host's speed);
 - :func:`choose_host` — the earliest expected finish; ties go to the kind's own hosts, and work
   overflows to another kind's host only when it finishes strictly sooner there;
+- :func:`outbid` — an overflow slot goes to the bead of the level that gains most from it
+  (the *sufferage* rule of heterogeneous task mapping), not simply to the first in order;
 - :func:`effective_priority` — aging: one level more urgent per ``aging_s`` waited, never above
   p1, so a real p0 stays the only p0;
 - :func:`dispatch_order` — ready beads by effective priority; within a level Beads' own order
@@ -125,6 +127,9 @@ class Choice:
     finish_s: float
     #: The host runs the bead's kind as overflow, not as one of its own kinds.
     overflow: bool
+    #: For an overflow: how much sooner the bead finishes here than on its own hosts (their
+    #: earliest expected finish, room or not; infinite when none is up). 0 otherwise.
+    gain_s: float = 0.0
 
 
 def served_kind(kind: str, settings: Settings) -> str:
@@ -181,10 +186,32 @@ def choose_host(candidates: Sequence[Candidate], *, priority: int) -> Choice | N
         (f, c) for f, c in up if not c.primary and c.load.room > 0 and c.load.takes_overflow
     )
     if spill is not None and spill[0] < own_best - TIE_S:
-        return Choice(host=spill[1].load.name, finish_s=spill[0], overflow=True)
+        gain = own_best - spill[0]
+        return Choice(host=spill[1].load.name, finish_s=spill[0], overflow=True, gain_s=gain)
     if best is None:
         return None
     return Choice(host=best[1].load.name, finish_s=best[0], overflow=False)
+
+
+def outbid(choice: Choice, rivals: Iterable[Choice | None]) -> bool:
+    """Whether a waiting bead of the same level would gain more from ``choice``'s overflow slot.
+
+    Earliest-finish routing alone gives an overflow slot to the first bead in order that
+    finishes sooner there. When beads of several kinds could use it (surtr can take code or
+    text), the one whose own hosts are furthest behind should: the others lose little by
+    waiting for their own hosts. ``rivals`` are the choices the other waiting beads of the level
+    would make now (one per kind and hint: equal beads make equal choices); ties keep Beads'
+    order, so a bead only yields to a strictly larger gain.
+    """
+    if not choice.overflow:
+        return False
+    return any(
+        rival is not None
+        and rival.overflow
+        and rival.host == choice.host
+        and rival.gain_s > choice.gain_s + TIE_S
+        for rival in rivals
+    )
 
 
 def _earliest(scored: Iterable[tuple[float, Candidate]]) -> tuple[float, Candidate] | None:

@@ -46,7 +46,7 @@ import httpx
 
 from yggcelery.beads import BeadsStore, Issue
 from yggcelery.dispatch.base import Dispatcher, HostStatus, _stop_on_signals, format_status
-from yggcelery.dispatch.plan import InFlight, Planner, ordered
+from yggcelery.dispatch.plan import InFlight, Planner
 from yggcelery.errors import ClaimConflict, ConfigError, TransientError
 from yggcelery.estimates import Estimates, MemoryEstimates
 from yggcelery.llm.breaker import CircuitState
@@ -251,9 +251,9 @@ class AsyncDispatcher(Dispatcher):
             return 0
         sent = 0
         ready = await self._store(self.store.ready, sort=self.settings.beads.sort)
-        now, times = time.time(), self.estimates.table()
+        times = self.estimates.table()
         planner = Planner.build(self.settings, flights=self._flights(), ready=ready, times=times)
-        for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
+        for issue, priority in planner.order:
             choice, kind = planner.choose(issue, priority=priority, room=room, down=self._down())
             host = choice.host if choice is not None else self._bump_for(issue, priority)
             if choice is not None:

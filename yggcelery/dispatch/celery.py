@@ -30,7 +30,7 @@ from celery import Celery
 from yggcelery.capacity.live import effective_slots_by_host, read_capacity
 from yggcelery.celery_app import make_app
 from yggcelery.dispatch.base import OUTAGES, Dispatcher, HostStatus
-from yggcelery.dispatch.plan import InFlight, Planner, ordered
+from yggcelery.dispatch.plan import InFlight, Planner
 from yggcelery.dispatch.wakeup import ResultWakeup
 from yggcelery.errors import ClaimConflict
 from yggcelery.estimates import Estimates, RedisEstimates
@@ -182,7 +182,7 @@ class CeleryDispatcher(Dispatcher):
             self.settings, flights=self.flights(entries.values()), ready=ready, times=times, now=now
         )
         claimed = []
-        for issue, priority in ordered(ready, settings=self.settings, times=times, now=now):
+        for issue, priority in planner.order:
             room = self.room(priority, loads, slots)
             if all(r <= 0 for r in room.values()):
                 if by_priority:  # everything after this is as urgent or less: no room either

@@ -97,12 +97,20 @@ def _ready_bead(issue: Issue, *, settings: Settings, times: ServiceTimes, now: f
     )
 
 
+#: Rival groups (kind and hint) of a level looked at before a bead takes an overflow slot.
+MAX_RIVALS = 16
+
+#: A group of equal waiting beads: (level, kind, hint). Equal beads make equal choices.
+Group = tuple[int, str, float | None]
+
+
 @dataclass(kw_only=True)
 class Planner:
     """Where each ready bead of one poll goes (:func:`scheduling.choose_host`).
 
-    Built from the work in flight and the ready list; :meth:`sent` records each bead sent
-    during the poll, so the next choice sees it queued there.
+    Built from the work in flight and the ready list; :attr:`order` is the ready list in the
+    order to place it (:func:`ordered`), and :meth:`sent` records each bead sent during the
+    poll, so the next choice sees it queued there.
     """
 
     settings: Settings
@@ -110,6 +118,11 @@ class Planner:
     jobs: dict[str, list[Job]]
     #: Ready beads not sent yet, by kind (a host whose own kinds wait takes no overflow).
     waiting: Counter[str] = field(default_factory=Counter)
+    #: The ready beads, most urgent first, each with the priority to send it at.
+    order: list[tuple[Issue, int]] = field(default_factory=list)
+    #: Ready beads not sent yet, by (level, kind, hint), in order of first appearance: who else
+    #: could use an overflow slot (:func:`scheduling.outbid`).
+    groups: Counter[Group] = field(default_factory=Counter)
 
     @classmethod
     def build(
@@ -135,8 +148,13 @@ class Planner:
             )
             for name, items in by_host.items()
         }
+        ready = list(ready)
+        order = ordered(ready, settings=settings, times=times, now=now)
         waiting = Counter(kind_of(issue, settings) for issue in ready)
-        return cls(settings=settings, times=times, jobs=jobs, waiting=waiting)
+        groups = Counter(_group(issue, level, settings) for issue, level in order)
+        return cls(
+            settings=settings, times=times, jobs=jobs, waiting=waiting, order=order, groups=groups
+        )
 
     def __repr__(self) -> str:
         in_flight, waiting = sum(map(len, self.jobs.values())), sum(self.waiting.values())
@@ -145,20 +163,50 @@ class Planner:
     def choose(
         self, issue: Issue, *, priority: int, room: Mapping[str, int], down: Iterable[str] = ()
     ) -> tuple[Choice | None, str]:
-        """(where ``issue`` finishes first, or None: it waits; its kind)."""
+        """(where ``issue`` finishes first, or None: it waits; its kind).
+
+        An overflow slot that a waiting bead of the same level would gain more from is left
+        to that bead (:func:`scheduling.outbid`): ``issue`` then waits (None).
+        """
         kind = kind_of(issue, self.settings)
+        group = _group(issue, priority, self.settings)
         self.waiting[kind] -= 1  # this bead is the one being placed, not one waiting
+        self.groups[group] -= 1
         try:
-            candidates = scheduling.candidates_for(
-                kind,
-                settings=self.settings,
-                loads=self.loads(room=room, down=set(down)),
-                times=self.times,
-                hint_s=scheduling.bead_hint_s(issue),
-            )
+            loads = self.loads(room=room, down=set(down))
+            hint = scheduling.bead_hint_s(issue)
+            choice = self._choose(kind, hint, priority=priority, loads=loads)
+            if choice is not None and choice.overflow:
+                rivals = (
+                    self._choose(k, h, priority=priority, loads=loads)
+                    for k, h in self._rivals(priority, exclude=(kind, hint))
+                )
+                if scheduling.outbid(choice, rivals):
+                    return None, kind
         finally:
             self.waiting[kind] += 1
-        return scheduling.choose_host(candidates, priority=priority), kind
+            self.groups[group] += 1
+        return choice, kind
+
+    def _choose(
+        self, kind: str, hint: float | None, *, priority: int, loads: Mapping[str, HostLoad]
+    ) -> Choice | None:
+        candidates = scheduling.candidates_for(
+            kind, settings=self.settings, loads=loads, times=self.times, hint_s=hint
+        )
+        return scheduling.choose_host(candidates, priority=priority)
+
+    def _rivals(
+        self, level: int, *, exclude: tuple[str, float | None]
+    ) -> list[tuple[str, float | None]]:
+        """(kind, hint) of the first :data:`MAX_RIVALS` other groups still waiting at ``level``."""
+        out = []
+        for (lvl, kind, hint), count in self.groups.items():
+            if lvl == level and count > 0 and (kind, hint) != exclude:
+                out.append((kind, hint))
+                if len(out) == MAX_RIVALS:
+                    break
+        return out
 
     def loads(self, *, room: Mapping[str, int], down: set[str]) -> dict[str, HostLoad]:
         """Every host's :class:`HostLoad` now."""
@@ -178,11 +226,16 @@ class Planner:
     def sent(self, issue: Issue, *, host: str, kind: str, priority: int) -> None:
         """``issue`` went to ``host`` at ``priority``: queued there, no longer waiting."""
         self.waiting[kind] -= 1
+        self.groups[_group(issue, priority, self.settings)] -= 1
         if host in self.jobs:
             expected = _expected_s(
                 issue, host=host, kind=kind, settings=self.settings, times=self.times
             )
             self.jobs[host].append(Job(priority=priority, expected_s=expected))
+
+
+def _group(issue: Issue, level: int, settings: Settings) -> Group:
+    return (level, kind_of(issue, settings), scheduling.bead_hint_s(issue))
 
 
 def _expected_s(
