@@ -258,9 +258,6 @@ def _dependency(issue_id: str, dep: Any) -> Any:
     return {"issue_id": issue_id, "depends_on_id": dep["id"], "type": kind}
 
 
-__all__ = ["BdCliStore", "BdCommandError", "bd_error"]
-
-
 #: (name, mtime in ns, size) of each entry directly in a folder.
 DirSignature = frozenset[tuple[str, int, int]]
 
@@ -274,3 +271,6 @@ def _signature(folder: Path) -> DirSignature | None:
             )
     except OSError:
         return None
+
+
+__all__ = ["BdCliStore", "BdCommandError", "bd_error"]

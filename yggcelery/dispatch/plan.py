@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from yggcelery import scheduling
@@ -100,8 +101,8 @@ def _ready_bead(issue: Issue, *, settings: Settings, times: ServiceTimes, now: f
 #: Rival groups (kind and hint) of a level looked at before a bead takes an overflow slot.
 MAX_RIVALS = 16
 
-#: A group of equal waiting beads: (level, kind, hint). Equal beads make equal choices.
-Group = tuple[int, str, float | None]
+#: Equal waiting beads of one level: (kind, hint). Equal beads make equal choices.
+Group = tuple[str, float | None]
 
 
 @dataclass(kw_only=True)
@@ -120,9 +121,9 @@ class Planner:
     waiting: Counter[str] = field(default_factory=Counter)
     #: The ready beads, most urgent first, each with the priority to send it at.
     order: list[tuple[Issue, int]] = field(default_factory=list)
-    #: Ready beads not sent yet, by (level, kind, hint), in order of first appearance: who else
-    #: could use an overflow slot (:func:`scheduling.outbid`).
-    groups: Counter[Group] = field(default_factory=Counter)
+    #: Ready beads not sent yet per level, by (kind, hint) in order of first appearance: who
+    #: else could use an overflow slot (:func:`scheduling.outbid`).
+    groups: dict[int, Counter[Group]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -151,7 +152,9 @@ class Planner:
         ready = list(ready)
         order = ordered(ready, settings=settings, times=times, now=now)
         waiting = Counter(kind_of(issue, settings) for issue in ready)
-        groups = Counter(_group(issue, level, settings) for issue, level in order)
+        groups: dict[int, Counter[Group]] = {}
+        for issue, level in order:
+            groups.setdefault(level, Counter())[_group(issue, settings)] += 1
         return cls(
             settings=settings, times=times, jobs=jobs, waiting=waiting, order=order, groups=groups
         )
@@ -168,24 +171,23 @@ class Planner:
         An overflow slot that a waiting bead of the same level would gain more from is left
         to that bead (:func:`scheduling.outbid`): ``issue`` then waits (None).
         """
-        kind = kind_of(issue, self.settings)
-        group = _group(issue, priority, self.settings)
+        kind, hint = group = _group(issue, self.settings)
+        level = self.groups.setdefault(priority, Counter())
         self.waiting[kind] -= 1  # this bead is the one being placed, not one waiting
-        self.groups[group] -= 1
+        level[group] -= 1
         try:
             loads = self.loads(room=room, down=set(down))
-            hint = scheduling.bead_hint_s(issue)
             choice = self._choose(kind, hint, priority=priority, loads=loads)
             if choice is not None and choice.overflow:
                 rivals = (
                     self._choose(k, h, priority=priority, loads=loads)
-                    for k, h in self._rivals(priority, exclude=(kind, hint))
+                    for k, h in self._rivals(level)
                 )
                 if scheduling.outbid(choice, rivals):
                     return None, kind
         finally:
             self.waiting[kind] += 1
-            self.groups[group] += 1
+            level[group] += 1
         return choice, kind
 
     def _choose(
@@ -196,17 +198,11 @@ class Planner:
         )
         return scheduling.choose_host(candidates, priority=priority)
 
-    def _rivals(
-        self, level: int, *, exclude: tuple[str, float | None]
-    ) -> list[tuple[str, float | None]]:
-        """(kind, hint) of the first :data:`MAX_RIVALS` other groups still waiting at ``level``."""
-        out = []
-        for (lvl, kind, hint), count in self.groups.items():
-            if lvl == level and count > 0 and (kind, hint) != exclude:
-                out.append((kind, hint))
-                if len(out) == MAX_RIVALS:
-                    break
-        return out
+    @staticmethod
+    def _rivals(level: Counter[Group]) -> list[Group]:
+        """The first :data:`MAX_RIVALS` groups of a level with beads still waiting (the bead
+        being placed has taken itself out of its own group)."""
+        return list(islice((group for group, count in level.items() if count > 0), MAX_RIVALS))
 
     def loads(self, *, room: Mapping[str, int], down: set[str]) -> dict[str, HostLoad]:
         """Every host's :class:`HostLoad` now."""
@@ -226,7 +222,10 @@ class Planner:
     def sent(self, issue: Issue, *, host: str, kind: str, priority: int) -> None:
         """``issue`` went to ``host`` at ``priority``: queued there, no longer waiting."""
         self.waiting[kind] -= 1
-        self.groups[_group(issue, priority, self.settings)] -= 1
+        level, group = self.groups.get(priority, Counter()), _group(issue, self.settings)
+        level[group] -= 1
+        if level[group] <= 0:
+            del level[group]  # sent beads leave the level: rival scans stay short
         if host in self.jobs:
             expected = _expected_s(
                 issue, host=host, kind=kind, settings=self.settings, times=self.times
@@ -234,8 +233,8 @@ class Planner:
             self.jobs[host].append(Job(priority=priority, expected_s=expected))
 
 
-def _group(issue: Issue, level: int, settings: Settings) -> Group:
-    return (level, kind_of(issue, settings), scheduling.bead_hint_s(issue))
+def _group(issue: Issue, settings: Settings) -> Group:
+    return kind_of(issue, settings), scheduling.bead_hint_s(issue)
 
 
 def _expected_s(
