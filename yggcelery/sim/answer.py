@@ -2,6 +2,8 @@
 
 The slot is held for the whole write: a streamed answer sends its pieces spaced evenly over the
 real service time (simulated seconds times ``time_scale``); a whole one, when that time is up.
+Pieces are timed against the answer's start (:func:`paced`), not one sleep after another, so
+the timer's lateness on a busy machine does not add up over an answer's words.
 Ollama's durations are reported in *simulated* nanoseconds, so tokens per second come out as on
 the real GPU.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +61,20 @@ class Plan:
         return prompt_tokens(self.req.prompt)
 
 
+async def paced(pieces: Sequence[str], *, real_s: float) -> AsyncIterator[str]:
+    """Each of ``pieces`` when its even share of ``real_s`` since the first call is up.
+
+    Every sleep ends a little late (more so on a loaded machine); sleeping until each piece's
+    due time, rather than one share after another, keeps that lateness from adding up, so an
+    answer of N words takes ``real_s`` plus one timer's lateness, not N of them.
+    """
+    loop = asyncio.get_running_loop()
+    start, step = loop.time(), real_s / max(len(pieces), 1)
+    for n, piece in enumerate(pieces, start=1):
+        await asyncio.sleep(max(start + n * step - loop.time(), 0.0))
+        yield piece
+
+
 async def send(request: web.Request, plan: Plan) -> web.StreamResponse:
     """Serve ``plan`` to ``request`` in the dialect of its endpoint."""
     if plan.endpoint.startswith("/v1/"):
@@ -84,9 +101,7 @@ async def _ollama_stream(request: web.Request, plan: Plan) -> web.StreamResponse
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
     chat = plan.endpoint == "/api/chat"
-    pieces = split_chunks(plan.text)
-    for piece in pieces:
-        await asyncio.sleep(plan.real_s / len(pieces))
+    async for piece in paced(split_chunks(plan.text), real_s=plan.real_s):
         line = ollama.chunk(plan.req, piece, chat=chat, created_at=go_timestamp())
         await response.write(_line(line))
     await response.write(_line(_ollama_final(plan, "")))
@@ -124,9 +139,7 @@ async def _openai_stream(request: web.Request, plan: Plan) -> web.StreamResponse
         role = {"role": "assistant", "content": ""}
         first = openai.stream_chunk(plan.req, chunk_id=chunk_id, created=created, delta=role)
         await response.write(_event(first))
-    pieces = split_chunks(plan.text)
-    for piece in pieces:
-        await asyncio.sleep(plan.real_s / len(pieces))
+    async for piece in paced(split_chunks(plan.text), real_s=plan.real_s):
         await response.write(_event(_openai_piece(plan, chunk_id, created, piece)))
     last = _openai_piece(plan, chunk_id, created, None, finish_reason=plan.finish_reason)
     await response.write(_event(last))
