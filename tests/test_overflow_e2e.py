@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from celery import states
+
 from yggcelery.beads import JsonlStore
 from yggcelery.dispatch.celery import CeleryDispatcher
-from yggcelery.outcomes import TASK_MARKER
+from yggcelery.outcomes import TASK_MARKER, BeadResult
 from yggcelery.settings import Settings
 from yggcelery.sim import SimFleet
 from yggcelery.testing.cluster import LocalCluster
@@ -76,3 +78,44 @@ def _run_until_idle(dispatcher: CeleryDispatcher, *, timeout_s: float = 120) -> 
     finally:
         timer.cancel()
     assert not stop.is_set(), "dispatcher did not finish in time"
+
+
+def test_a_task_that_answered_after_reconcile_frees_its_slot_for_the_next_choice(
+    make_settings: Callable[..., Settings], sim_fleet: Callable[..., SimFleet]
+) -> None:
+    """A skadi task that stored its result after the poll's reconcile pass (no running marker,
+    ledger entry still active) is not taken for a queued one: the next code bead goes to its
+    free skadi slot (10 s), not to fenrir (14.3 s) as if skadi had 10 s of work queued. No
+    workers run: the test plays the worker's two writes (running marker, stored result)."""
+    fleet = sim_fleet(time_scale=TIME_SCALE)
+    hosts = fleet.host_overrides()
+    hosts["fenrir-chat"] = hosts["fenrir-chat"].model_copy(update={"overflow": {"code": 0.7}})
+    settings = make_settings(fleet=fleet, hosts=hosts, scheduling={"expected_s": {"code": 10.0}})
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+
+    def code_bead(title: str) -> str:
+        return store.create(title, priority=2, issue_type="task", labels=["kind:code"],
+                            actor="test").id  # fmt: skip
+
+    done, busy = code_bead("answered"), code_bead("running")
+    dispatcher = CeleryDispatcher(settings, store)
+    try:
+        assert dispatcher.poll() == 2
+        entries = {bead: dispatcher.ledger.get(bead) for bead in (done, busy)}
+        assert {e.host for e in entries.values() if e is not None} == {"skadi-code"}
+        finished, running = entries[done], entries[busy]
+        assert finished is not None and running is not None
+        dispatcher.ledger.started(running.task_id, "skadi@test", 4242, ttl_s=60)
+        result = BeadResult(bead=done, task_id=finished.task_id, kind="code",
+                            host="skadi-code", model="m", text="answer")  # fmt: skip
+        dispatcher.app.backend.store_result(finished.task_id, result.to_dict(), states.SUCCESS)
+        nxt = code_bead("next")
+
+        flights = dispatcher.flights(dispatcher.ledger.entries())
+        claimed = dispatcher.claim_ready()  # this poll's reconcile pass is over: no closing
+
+        assert [(f.host, f.running) for f in flights] == [("skadi-code", True)]
+        assert [(entry.bead, entry.host) for entry, _ in claimed] == [(nxt, "skadi-code")]
+    finally:
+        dispatcher.shutdown(hand_back=False)

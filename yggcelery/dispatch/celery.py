@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, states
 
 from yggcelery.capacity.live import effective_slots_by_host, read_capacity
 from yggcelery.celery_app import make_app
@@ -39,7 +39,7 @@ from yggcelery.llm.health import HostHealth
 from yggcelery.outcomes import hand_back
 from yggcelery.priority import PRIORITIES
 from yggcelery.queues import queued_by_priority
-from yggcelery.reconcile import Reconciler, ReconcileReport, broker_task_ids
+from yggcelery.reconcile import Reconciler, ReconcileReport, broker_task_ids, result_metas
 from yggcelery.routing import (
     CLOUD_QUEUE,
     beads_priority,
@@ -144,11 +144,31 @@ class CeleryDispatcher(Dispatcher):
 
     def flights(self, entries: Iterable[Entry]) -> list[InFlight]:
         """The active ``entries`` for the planner, what runs told apart from what waits by the
-        workers' running markers (one read), so a task queued long ago is not taken for one
-        about to finish."""
-        entries = list(entries)
-        sent = [e.task_id for e in entries if e.state is EntryState.SENT]
-        return _flights(entries, self.ledger.running_of(sent))
+        workers' running markers, so a task queued long ago is not taken for one about to
+        finish (:meth:`unanswered`)."""
+        return _flights(*self.unanswered(entries))
+
+    def unanswered(
+        self, entries: Iterable[Entry]
+    ) -> tuple[list[Entry], dict[str, tuple[str, int, float]]]:
+        """(the active ``entries`` whose task has not answered yet, the running markers of
+        their tasks): one read of the markers, one of the results of the tasks without one."""
+        active = [e for e in entries if e.state in _ACTIVE]
+        sent = [e.task_id for e in active if e.state is EntryState.SENT]
+        running = self.ledger.running_of(sent)
+        answered = self.answered([t for t in sent if t not in running])
+        return [e for e in active if e.task_id not in answered], running
+
+    def answered(self, task_ids: list[str]) -> set[str]:
+        """Those of ``task_ids`` with a stored outcome (one read of the result backend).
+
+        A task that ends after the poll's reconcile pass read the results has no running
+        marker any more, but its ledger entry stays active until the next pass: taken for a
+        queued task it would count as a whole service time still to come on its host, and
+        send the next bead to a slower overflow host while this one's slot is free.
+        """
+        metas = result_metas(self.app, task_ids)
+        return {t for t, meta in metas.items() if meta.get("status") in states.READY_STATES}
 
     def in_flight(self) -> int:
         return sum(1 for e in self.ledger.entries() if e.state in _ACTIVE)
@@ -172,14 +192,15 @@ class CeleryDispatcher(Dispatcher):
         """Claim ready issues, most urgent first (aging included), each to the host where it
         is expected to finish first, as long as some host has room for it."""
         entries = {entry.bead: entry for entry in self.ledger.entries()}
-        loads = self.loads(list(entries.values()))
+        active, running = self.unanswered(entries.values())
+        loads = self.loads(active)
         slots = self.effective_slots()
         by_priority = self.settings.beads.sort == "priority"
         down: set[str] | None = None
         ready = self.store.ready(sort=self.settings.beads.sort)
         now, times = time.time(), self.estimates.table()
         planner = Planner.build(
-            self.settings, flights=self.flights(entries.values()), ready=ready, times=times, now=now
+            self.settings, flights=_flights(active, running), ready=ready, times=times, now=now
         )
         claimed = []
         for issue, priority in planner.order:
@@ -411,7 +432,8 @@ def _flights(
     entries: Iterable[Entry], running: Mapping[str, tuple[str, int, float]]
 ) -> list[InFlight]:
     """The ledger's active entries as the planner sees them: running (since its start) where a
-    worker's running marker says so, else queued (claimed, in the broker, or just finished)."""
+    worker's running marker says so, else queued (claimed, or in the broker; the caller leaves
+    out tasks that have answered, :meth:`CeleryDispatcher.unanswered`)."""
     out = []
     for entry in entries:
         if entry.state not in _ACTIVE:
