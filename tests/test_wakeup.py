@@ -50,6 +50,18 @@ def test_a_stored_result_of_ours_wakes_the_nap_and_others_do_not(
     assert not wakeup.event.is_set()  # and the nap cleared it for the next one
 
 
+def test_a_task_that_only_started_does_not_wake_the_nap(
+    app_and_wakeup: tuple[Any, ResultWakeup],
+) -> None:
+    """``task_track_started`` stores STARTED as each task begins: no slot is freed, no poll."""
+    app, wakeup = app_and_wakeup
+    assert wakeup.start()
+    app.backend.store_result("ygg:bd-3:1", None, states.STARTED)
+    assert not wakeup.event.wait(timeout=1.0)
+    app.backend.store_result("ygg:bd-3:1", {"x": 1}, states.FAILURE)
+    assert wakeup.event.wait(timeout=10.0)
+
+
 def test_the_wake_up_comes_back_by_itself_after_redis_restarts(
     app_and_wakeup: tuple[Any, ResultWakeup], own_redis: RedisServer
 ) -> None:

@@ -1,11 +1,12 @@
-"""Wake the Celery dispatcher when one of its tasks stores a result, not at its next poll.
+"""Wake the Celery dispatcher when one of its tasks stores an outcome, not at its next poll.
 
 Celery's Redis result backend publishes every result it stores on a channel named after the
 result's key (``celery-task-meta-<task id>``). A pattern subscription to the channels of
-yggcelery's task ids sets an event, and the dispatcher's loop naps until the event is set or
-``poll_s`` has passed: a finished bead reaches Beads, and its host's next bead the broker, within
-milliseconds instead of up to ``poll_s`` later, while an idle cluster still costs one poll per
-``poll_s``.
+yggcelery's task ids sets an event when the result is an outcome (not the STARTED state each
+task stores as it begins: that frees no slot, and would cost a poll per task), and the
+dispatcher's loop naps until the event is set or ``poll_s`` has passed: a finished bead reaches
+Beads, and its host's next bead the broker, within milliseconds instead of up to ``poll_s``
+later, while an idle cluster still costs one poll per ``poll_s``.
 
 The subscription only saves latency. While it is down (Redis restarting) the loop polls as
 before; redis-py subscribes again when it reconnects.
@@ -13,6 +14,7 @@ before; redis-py subscribes again when it reconnects.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, states
 from redis.client import PubSub, PubSubWorkerThread
 
 from yggcelery.connections import redis_for
@@ -29,6 +31,20 @@ from yggcelery.routing import TASK_ID_PREFIX
 from yggcelery.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+#: States a task stores on its way, before any outcome (``task_track_started`` stores STARTED).
+_NOT_OUTCOMES = frozenset({states.PENDING, states.RECEIVED, states.STARTED})
+
+
+def outcome_stored(data: object) -> bool:
+    """Whether a published result is an outcome, not a task's STARTED state: only an outcome
+    frees a slot and has something for reconcile (anything unreadable counts as one)."""
+    try:
+        status = json.loads(data).get("status") if isinstance(data, bytes | str) else None
+    except (ValueError, AttributeError):
+        return True
+    return status not in _NOT_OUTCOMES
 
 
 class ResultWakeup:
@@ -103,7 +119,8 @@ class ResultWakeup:
             self._pubsub = None
 
     def _on_message(self, message: dict[str, Any]) -> None:
-        self.event.set()
+        if outcome_stored(message.get("data")):
+            self.event.set()
 
     def _on_error(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
         """Redis went away: keep the thread (redis-py reconnects and subscribes again on the
