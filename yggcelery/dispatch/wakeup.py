@@ -48,7 +48,7 @@ def outcome_stored(data: object) -> bool:
 
 
 class ResultWakeup:
-    """An event set whenever a task whose id matches the pattern stores a result."""
+    """An event set whenever a task whose id matches the pattern stores an outcome."""
 
     def __init__(self, client: redis.Redis, pattern: str) -> None:
         self.client = client
