@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import states
 
 from yggcelery.beads import JsonlStore
@@ -119,3 +120,42 @@ def test_a_task_that_answered_after_reconcile_frees_its_slot_for_the_next_choice
         assert [(entry.bead, entry.host) for entry, _ in claimed] == [(nxt, "skadi-code")]
     finally:
         dispatcher.shutdown(hand_back=False)
+
+
+def test_a_finished_task_keeps_its_running_marker_until_its_result_is_stored(
+    make_settings: Callable[..., Settings],
+    sim_fleet: Callable[..., SimFleet],
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    """A real skadi worker runs one bead; Redis's keyspace notifications (delivered in the
+    order Redis ran the commands) show the worker deleting the task's running marker only
+    after its result was stored. The other order leaves a moment with neither, in which a
+    polling dispatcher counts the finished task as queued on skadi (a whole service time)."""
+    fleet = sim_fleet(time_scale=TIME_SCALE)
+    settings = make_settings(fleet=fleet)
+    settings.beads.dir.mkdir(parents=True, exist_ok=True)
+    store = JsonlStore(settings.beads.jsonl_path)
+    client = redis.Redis.from_url(settings.broker_url)
+    client.config_set("notify-keyspace-events", "K$g")  # string and generic commands
+    events = client.pubsub()
+    events.psubscribe("__keyspace@*__:ygg:running:*", "__keyspace@*__:celery-task-meta-*")
+    try:
+        bead = store.create("one code bead", priority=2, issue_type="task",
+                            labels=["kind:code"], metadata={"ygg": {"service_s": 5.0}},
+                            actor="test").id  # fmt: skip
+        local_cluster(settings, hosts=["skadi-code"])
+        _run_until_idle(CeleryDispatcher(settings, store))
+        assert store.get(bead).status == "closed"
+        seen = []
+        while (message := events.get_message(timeout=1.0)) is not None:
+            if message["type"] == "pmessage":
+                key = message["channel"].decode().split(":", 1)[1]
+                seen.append((key.split(":")[0].split("-")[0], message["data"].decode()))
+    finally:
+        events.close()
+        client.config_set("notify-keyspace-events", "")
+    order = [(key, event) for key, event in seen if event in ("set", "del")]
+    assert ("ygg", "del") in order and ("celery", "set") in order, seen
+    last_store = max(i for i, step in enumerate(order) if step == ("celery", "set"))
+    unmarked = order.index(("ygg", "del"))
+    assert last_store < unmarked, f"the marker went before the result came: {order}"

@@ -2,7 +2,9 @@
 
 - ``yggcelery.run_bead``, on a host's worker: the delivery check (a stale message is skipped, a
   task that killed its worker ``max_deliveries`` times ends ``blocked``), then
-  :func:`yggcelery.work.perform.perform`, the work path every dispatcher shares.
+  :func:`yggcelery.work.perform.perform`, the work path every dispatcher shares. Its running
+  marker (:meth:`Ledger.started`) stays until Celery has stored the outcome (``task_postrun``):
+  a task with neither marker nor outcome is one the dispatcher counts as queued.
 - ``yggcelery.reconcile``, beat's job on the control worker:
   :func:`yggcelery.reconcile.run_once`, and the durations of what it closed into the metrics.
 
@@ -24,7 +26,7 @@ from typing import Any
 import redis
 from celery import Celery, Task, states
 from celery.exceptions import Ignore
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, worker_init, worker_process_init
 
 from yggcelery.beads import open_store
 from yggcelery.cancel import AttemptCancelled, is_cancelled, watch_cancel
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: When beat's reconcile job last ran (seconds since the epoch), for ``ygg doctor``.
 BEAT_PASS_KEY = "ygg:reconcile:beat_at"
+#: Set on a run_bead call's request once it has written its running marker.
+MARKED = "ygg_running_marker"
 
 
 @dataclass(frozen=True)
@@ -133,15 +137,32 @@ def run_bead(task: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
     check_delivery(task, order, process.ledger, settings)
     ttl_s = settings.timeouts.task_hard_s + 60
     process.ledger.started(order.task_id, hostname, os.getpid(), ttl_s=ttl_s)
+    setattr(task.request, MARKED, True)  # cleared by _clear_running_marker, after the store
     try:
         return process.perform(order).to_dict()
     except AttemptCancelled:
         log.info("%s: attempt %s cancelled (the bead was changed by a person); slot freed",
                  order.bead_id, order.task_id)  # fmt: skip
         raise Ignore() from None
-    finally:
-        with suppress(redis.RedisError):  # Redis away: the marker expires by itself
-            process.ledger.finished(order.task_id)
+
+
+@task_postrun.connect
+def _clear_running_marker(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+    """Delete a run_bead attempt's running marker once Celery has stored its outcome.
+
+    Celery stores the result after the task function returns, then sends ``task_postrun``.
+    Deleted in the function itself, the marker was gone a moment before the result came: the
+    dispatcher, polling in between (another task's result wakes it), saw an attempt with
+    neither and counted it as queued, its host a whole service time busier (``skewed`` sent
+    code to fenrir for 14 s while a skadi slot would free in 1). A delivery skipped before it
+    ran (stale, duplicate) set no marker and deletes none: the marker may be another
+    delivery's, still running.
+    """
+    request = getattr(sender, "request", None)
+    if task_id is None or not getattr(request, MARKED, False):
+        return
+    with suppress(redis.RedisError):  # Redis away: the marker expires by itself
+        process_for(settings_of(sender.app)).ledger.finished(task_id)
 
 
 def check_delivery(
