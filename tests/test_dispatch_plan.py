@@ -142,7 +142,8 @@ def test_the_first_bead_keeps_the_overflow_slot_when_it_gains_most() -> None:
 def test_beads_of_one_kind_take_an_overflow_slot_in_beads_order() -> None:
     """Equal beads gain equally: the first one goes, none yields to its twin."""
     settings = seed_overflow_settings()
-    flights = busy("skadi-code", "code", running=2, queued=2, ran_s=0.0)
+    flights = [*busy("skadi-code", "code", running=2, queued=2, ran_s=0.0),
+               *busy("fenrir-chat", "text", running=3, queued=3, ran_s=8.0)]  # fmt: skip
     first, second = bead("c1"), bead("c2")
     plan = planner(settings, flights=flights, ready=[first, second])
 

@@ -11,7 +11,9 @@ from a snapshot the dispatcher takes once per poll. Nothing here touches a broke
 - :func:`candidates_for` — every host able to run a bead's kind, with what the bead takes there
   (its own hint, else the running estimate per (host, kind), which includes the host's speed);
 - :func:`choose_host` — the earliest expected finish; ties go to the kind's own hosts, and work
-  overflows to another kind's host only when it finishes strictly sooner there;
+  overflows to another kind's host only when it finishes sooner there by more than a tie
+  (:data:`TIE_FRACTION` of its service time); between equal hosts, to the one able to run the
+  fewest kinds, keeping the versatile one free for work that has fewer places to go;
 - :func:`outbid` — an overflow slot goes to the bead of the level that gains most from it
   (the *sufferage* rule of heterogeneous task mapping), not simply to the first in order;
 - :func:`effective_priority` — aging: one level more urgent per ``aging_s`` waited, never above
@@ -37,6 +39,10 @@ if TYPE_CHECKING:
 AGING_CEILING = 1
 #: Finish times closer than this are a tie (they come from sums of float estimates).
 TIE_S = 1e-6
+#: Expected finishes closer than this fraction of the bead's service time are a tie too: the
+#: estimates are averages of measured durations, and a difference that small is their noise
+#: (two hosts whose slots free together differ by a few milliseconds), not a faster host.
+TIE_FRACTION = 0.02
 
 
 class ServiceTimes(Protocol):
@@ -113,10 +119,18 @@ class Candidate:
     service_s: float
     #: The kind is one of the host's own kinds (not an overflow kind).
     primary: bool
+    #: How many kinds the host can run (its own and its overflow kinds); between two equal
+    #: finishes the bead goes to the host able to run fewer.
+    versatility: int = 1
 
     def finish_s(self, priority: int) -> float:
         """Expected seconds from now until the bead would finish here."""
         return self.load.start_s(priority) + self.service_s
+
+    @property
+    def tie_s(self) -> float:
+        """Finishes closer than this to this one's are a tie (:data:`TIE_FRACTION`)."""
+        return max(TIE_S, TIE_FRACTION * self.service_s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,32 +179,41 @@ def candidates_for(
         if name not in loads:
             continue
         service_s = hint_s / speed if hint_s is not None else times.expected_s(name, kind)
-        primary = kind in settings.hosts[name].kinds
-        out.append(Candidate(load=loads[name], service_s=service_s, primary=primary))
+        host = settings.hosts[name]
+        out.append(
+            Candidate(
+                load=loads[name],
+                service_s=service_s,
+                primary=kind in host.kinds,
+                versatility=len({*host.kinds, *host.overflow}),
+            )
+        )
     return out
 
 
 def choose_host(candidates: Sequence[Candidate], *, priority: int) -> Choice | None:
-    """The host where the bead finishes first, or None: no host may take it now.
+    """The host where the bead finishes first, or None: it waits.
 
-    Hosts that are down are skipped; hosts without room are not sent to, but an own host
-    without room still counts: when it would finish the bead sooner than any overflow host,
-    the bead waits for it (None) rather than taking a slower host now. A host whose own work
-    waits in Beads takes no overflow. Ties go to the kind's own hosts, then to configuration
-    order.
+    Hosts that are down are skipped, and a host whose own work waits in Beads takes no
+    overflow. Ties (:attr:`Candidate.tie_s`) go to the kind's own hosts; between equal own or
+    equal overflow hosts, to the least versatile, then to configuration order. When the host
+    so chosen has no room (its broker window is full), the bead waits for it (None) rather
+    than taking a slower host now: room opens there as its next task finishes, and the next
+    poll sends the bead.
     """
     up = [(c.finish_s(priority), c) for c in candidates if c.load.up]
-    own_best = min((f for f, c in up if c.primary), default=math.inf)
-    best = _earliest((f, c) for f, c in up if c.primary and c.load.room > 0)
-    spill = _earliest(
-        (f, c) for f, c in up if not c.primary and c.load.room > 0 and c.load.takes_overflow
-    )
-    if spill is not None and spill[0] < own_best - TIE_S:
-        gain = own_best - spill[0]
-        return Choice(host=spill[1].load.name, finish_s=spill[0], overflow=True, gain_s=gain)
-    if best is None:
+    own = _earliest((f, c) for f, c in up if c.primary)
+    spill = _earliest((f, c) for f, c in up if not c.primary and c.load.takes_overflow)
+    own_best = own[0] if own is not None else math.inf
+    if spill is not None and spill[0] < own_best - spill[1].tie_s:
+        finish, candidate = spill
+        if candidate.load.room <= 0:
+            return None
+        gain = own_best - finish
+        return Choice(host=candidate.load.name, finish_s=finish, overflow=True, gain_s=gain)
+    if own is None or own[1].load.room <= 0:
         return None
-    return Choice(host=best[1].load.name, finish_s=best[0], overflow=False)
+    return Choice(host=own[1].load.name, finish_s=own[0], overflow=False)
 
 
 def outbid(choice: Choice, rivals: Iterable[Choice | None]) -> bool:
@@ -215,12 +238,21 @@ def outbid(choice: Choice, rivals: Iterable[Choice | None]) -> bool:
 
 
 def _earliest(scored: Iterable[tuple[float, Candidate]]) -> tuple[float, Candidate] | None:
-    """The first of the earliest finishes (a later one must be sooner by more than a tie)."""
-    best: tuple[float, Candidate] | None = None
-    for finish, candidate in scored:
-        if best is None or finish < best[0] - TIE_S:
-            best = (finish, candidate)
-    return best
+    """The earliest finish; among those within a tie of it, the least versatile host, then
+    the first.
+
+    Two hosts whose slots free together are a tie whichever a few milliseconds of noise put
+    first. Giving the bead to the host that can run fewer kinds keeps the versatile host for
+    work that has fewer places to go: in ``skewed`` a p2 code bead tied between surtr
+    (reasoning, text, code) and fenrir (text, code); on surtr it left fenrir's text to run two
+    abreast and then a code bead alone at the end (73.5 s), on fenrir it did not (70.6 s).
+    """
+    scored = list(scored)
+    if not scored:
+        return None
+    first = min(finish for finish, _ in scored)
+    tied = [(f, c) for f, c in scored if f <= first + c.tie_s]
+    return min(tied, key=lambda fc: fc[1].versatility)
 
 
 def effective_priority(priority: int, *, waited_s: float, aging_s: float) -> int:
