@@ -10,12 +10,14 @@ import redis
 
 from yggcelery.estimates import (
     ESTIMATES_KEY,
+    SAMPLES_KEY,
     Estimate,
     Estimates,
     MemoryEstimates,
     RedisEstimates,
     ewma,
     seed_s,
+    weight_for,
 )
 from yggcelery.settings import Settings, load_settings
 from yggcelery.testing.redis import RedisServer
@@ -56,15 +58,38 @@ def test_ewma_moves_part_of_the_way() -> None:
     assert ewma(10.0, 30.0, weight=1.0) == 30.0
 
 
-def test_durations_move_the_estimate_from_its_seed(make_estimates: Callable[[], Estimates]) -> None:
-    """Starting at the seed, each duration moves the estimate by the configured weight."""
+def test_the_first_durations_are_averaged_then_each_moves_the_estimate_by_the_weight() -> None:
+    """Weight 0.2: the first duration counts whole, the first five are a running mean."""
+    weights = [weight_for(n, weight=0.2) for n in range(1, 8)]
+    assert weights == [1.0, 0.5, 1 / 3, 0.25, 0.2, 0.2, 0.2]
+    assert weight_for(1, weight=0.9) == 1.0 and weight_for(2, weight=0.9) == 0.9
+
+
+def test_durations_replace_the_seed_then_move_the_estimate(
+    make_estimates: Callable[[], Estimates],
+) -> None:
+    """The seed stands until a duration is measured; the first replaces it, the first five
+    are averaged (20, 10, 30, 20, 20: 20), the sixth moves it by the weight (0.2 of 40 - 20)."""
     estimates = make_estimates()
     assert estimates.table().expected_s("skadi-code", "code") == 10.0
-    assert estimates.observe("skadi-code", "code", 20.0) == pytest.approx(12.0)
-    assert estimates.observe("skadi-code", "code", 20.0) == pytest.approx(13.6)
+    assert estimates.observe("skadi-code", "code", 20.0) == pytest.approx(20.0)
+    assert estimates.observe("skadi-code", "code", 10.0) == pytest.approx(15.0)
+    for sample in (30.0, 20.0, 20.0):
+        estimates.observe("skadi-code", "code", sample)
+    assert make_estimates().table().expected_s("skadi-code", "code") == pytest.approx(20.0)
+    assert estimates.observe("skadi-code", "code", 40.0) == pytest.approx(24.0)
     table = make_estimates().table()
-    assert table.expected_s("skadi-code", "code") == pytest.approx(13.6)
+    assert table.expected_s("skadi-code", "code") == pytest.approx(24.0)
     assert table.expected_s("fenrir-chat", "code") == 20.0  # another (host, kind): untouched
+
+
+def test_an_estimate_stored_without_a_sample_count_is_settled(settings: Settings) -> None:
+    """An estimate kept before sample counts were (a running fleet, upgraded) is not thrown
+    away by the next duration: that one moves it by the weight, as before."""
+    client = redis.Redis.from_url(settings.result_backend)
+    client.hset(ESTIMATES_KEY, '["skadi-code", "code"]', "12.0")
+    estimates = RedisEstimates.from_settings(settings)
+    assert estimates.observe("skadi-code", "code", 22.0) == pytest.approx(14.0)
 
 
 def test_a_duration_that_is_not_a_time_changes_nothing(
@@ -74,7 +99,8 @@ def test_a_duration_that_is_not_a_time_changes_nothing(
     estimates = make_estimates()
     for bad in (float("nan"), float("inf"), -1.0):
         assert estimates.observe("skadi-code", "code", bad) == 10.0
-    assert estimates.observe("skadi-code", "code", 0.0) == pytest.approx(8.0)
+    assert estimates.observe("skadi-code", "code", 4.0) == pytest.approx(4.0)  # the first
+    assert estimates.observe("skadi-code", "code", 0.0) == pytest.approx(2.0)
 
 
 def test_rows_list_every_host_and_kind_with_where_the_figure_comes_from(
@@ -90,12 +116,13 @@ def test_rows_list_every_host_and_kind_with_where_the_figure_comes_from(
         ("fenrir-chat", "code"),
         ("skadi-code", "code"),
     ]
-    assert rows[2] == Estimate(host="fenrir-chat", kind="code", expected_s=22.0, measured=True)
+    assert rows[2] == Estimate(host="fenrir-chat", kind="code", expected_s=30.0, measured=True)
     assert not rows[3].measured
 
 
 def test_concurrent_observations_are_never_lost(settings: Settings) -> None:
-    """Four dispatchers observing at once: the estimate is that of all 100 observations."""
+    """Four dispatchers observing at once: all 100 observations are counted, and the
+    estimate is the one 100 in a row give (past the first five, each moves it by 0.05)."""
     settings = settings.model_copy(
         update={"scheduling": settings.scheduling.model_copy(update={"estimate_weight": 0.05})}
     )
@@ -110,9 +137,10 @@ def test_concurrent_observations_are_never_lost(settings: Settings) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    expected = 20.0 - 10.0 * 0.95**100
+    client = redis.Redis.from_url(settings.result_backend)
+    assert int(client.hget(SAMPLES_KEY, '["skadi-code", "code"]') or 0) == 100  # type: ignore[arg-type]
     table = RedisEstimates.from_settings(settings).table()
-    assert table.expected_s("skadi-code", "code") == pytest.approx(expected, rel=1e-12)
+    assert table.expected_s("skadi-code", "code") == pytest.approx(20.0, rel=1e-12)
 
 
 def test_entries_that_are_not_estimates_are_ignored(settings: Settings) -> None:

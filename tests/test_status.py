@@ -25,7 +25,7 @@ def test_status_shows_estimates_seeded_then_measured(
     assert set(rows) == {(n, k) for n, h in settings.hosts.items() for k in h.kinds}
     code = rows[("skadi-code", "code")]
     assert code["measured"] is True
-    assert code["expected_s"] == 10.0 + settings.scheduling.estimate_weight * (20.0 - 10.0)
+    assert code["expected_s"] == 20.0  # the first measured duration replaces the seed
     assert rows[("fenrir-chat", "text")] == {
         "host": "fenrir-chat", "kind": "text", "expected_s": 6.0, "measured": False,
     }  # fmt: skip

@@ -1,15 +1,20 @@
 """Expected service seconds per (host, kind): seeded from settings, moved by measured durations.
 
 Each estimate starts at ``scheduling.expected_s[kind]`` divided by the host's speed for that
-kind, and every measured duration moves it by ``scheduling.estimate_weight`` of the difference
-(an exponentially weighted moving average), so it follows a model that got slower or faster
-within a few tasks and one odd task moves it only part of the way.
+kind, a guess that the first measured duration replaces. Until ``1 / estimate_weight``
+durations are in (five by default) the estimate is their mean; after that each one moves it by
+``scheduling.estimate_weight`` of the difference (an exponentially weighted moving average), so
+it follows a model that got slower or faster within a few tasks and one odd task moves it only
+part of the way. (A seed kept as the average's starting point would take a dozen tasks to wash
+out: text seeded at 6 s that takes 10 s was still thought 8 s long after three, and routing
+decided on that.)
 
 - :class:`EstimateTable` — a frozen snapshot: what the pure scheduler reads
   (:class:`yggcelery.scheduling.ServiceTimes`) and ``ygg status`` shows;
 - :class:`RedisEstimates` — the shared store: one hash ``ygg:estimates`` in the result
-  backend's Redis, field ``["<host>", "<kind>"]`` (JSON), value the estimate in seconds. An
-  observation is one Lua script, so dispatchers and reconcile passes never lose each other's;
+  backend's Redis, field ``["<host>", "<kind>"]`` (JSON), value the estimate in seconds, and
+  beside it ``ygg:estimates:samples``, how many durations moved it. An observation is one Lua
+  script, so dispatchers and reconcile passes never lose each other's;
 - :class:`MemoryEstimates` — the same in one process (the asyncio dispatcher, tests).
 """
 
@@ -27,13 +32,23 @@ from yggcelery.connections import redis_for
 from yggcelery.settings import Settings
 
 ESTIMATES_KEY = "ygg:estimates"
+#: Durations observed per field of :data:`ESTIMATES_KEY`.
+SAMPLES_KEY = "ygg:estimates:samples"
+#: The sample count of an estimate written before counts were kept: settled, plain EWMA.
+SETTLED = 1_000_000
 
-# KEYS: the estimates hash. ARGV: field; measured seconds; weight; seed (the estimate while the
-# field is absent). Returns the new estimate as a string (a Lua number would come back as an
-# integer).
+# KEYS: the estimates hash, the samples hash. ARGV: field; measured seconds; weight; seed (the
+# estimate while the field is absent); the count of an estimate kept without one (SETTLED).
+# Returns the new estimate as a string (a Lua number would come back as an integer).
 _OBSERVE_SCRIPT = """
-local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[4])
-local new = old + tonumber(ARGV[3]) * (tonumber(ARGV[2]) - old)
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+if old and n == 1 then
+  n = tonumber(ARGV[5])
+end
+local weight = math.max(tonumber(ARGV[3]), 1 / n)
+old = tonumber(old or ARGV[4])
+local new = old + weight * (tonumber(ARGV[2]) - old)
 local text = string.format('%.17g', new)
 redis.call('HSET', KEYS[1], ARGV[1], text)
 return text
@@ -50,6 +65,13 @@ def seed_s(settings: Settings, host: str, kind: str) -> float:
 def ewma(previous: float, sample_s: float, *, weight: float) -> float:
     """``previous`` moved ``weight`` (0..1] of the way to ``sample_s``."""
     return previous + weight * (sample_s - previous)
+
+
+def weight_for(samples: int, *, weight: float) -> float:
+    """The weight of the ``samples``-th duration (counting from 1): 1 for the first (it
+    replaces the seed), ``1 / samples`` while that is more than ``weight`` (the running mean),
+    then ``weight``."""
+    return max(weight, 1.0 / max(samples, 1))
 
 
 def usable(duration_s: float) -> bool:
@@ -115,6 +137,7 @@ class MemoryEstimates:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._measured: dict[tuple[str, str], float] = {}
+        self._samples: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryEstimates measured={len(self._measured)}>"
@@ -123,8 +146,10 @@ class MemoryEstimates:
         current = self.table().expected_s(host, kind)
         if not usable(duration_s):
             return current
-        weight = self.settings.scheduling.estimate_weight
-        self._measured[(host, kind)] = new = ewma(current, duration_s, weight=weight)
+        key = (host, kind)
+        self._samples[key] = samples = self._samples.get(key, 0) + 1
+        weight = weight_for(samples, weight=self.settings.scheduling.estimate_weight)
+        self._measured[key] = new = ewma(current, duration_s, weight=weight)
         return new
 
     def table(self) -> EstimateTable:
@@ -152,8 +177,8 @@ class RedisEstimates:
             return self.table().expected_s(host, kind)
         weight = self.settings.scheduling.estimate_weight
         seed = seed_s(self.settings, host, kind)
-        args = [_field(host, kind), repr(float(duration_s)), repr(weight), repr(seed)]
-        return float(self._observe(keys=[ESTIMATES_KEY], args=args))
+        args = [_field(host, kind), repr(float(duration_s)), repr(weight), repr(seed), str(SETTLED)]
+        return float(self._observe(keys=[ESTIMATES_KEY, SAMPLES_KEY], args=args))
 
     def table(self) -> EstimateTable:
         """One ``HGETALL``; fields that do not parse are left out (the seed stands)."""

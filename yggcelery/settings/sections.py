@@ -250,7 +250,8 @@ class SchedulingSettings(Section):
     )
     #: Expected seconds of a kind missing from ``expected_s``.
     default_expected_s: float = Field(default=10.0, gt=0)
-    #: Weight of each measured duration in the running estimate per (host, kind) (an EWMA).
+    #: Weight of each measured duration in the running estimate per (host, kind) (an EWMA; the
+    #: first ``1 / estimate_weight`` durations are averaged, the first replacing the seed).
     estimate_weight: float = Field(default=0.2, gt=0, le=1)
     #: A bead ready this long goes one priority level more urgent per ``aging_s`` waited, never
     #: above p1 (a real p0 stays the only p0); 0 turns aging off.
