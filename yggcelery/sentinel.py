@@ -16,6 +16,7 @@ accepts, so the places that open Redis themselves need no branch of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -71,11 +72,13 @@ def sentinel_client(url: str, *, master: str, **client_kwargs: object) -> redis.
     """
     parsed = SentinelUrl.parse(url)
     timeout = client_kwargs.get("socket_timeout")
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    # redis-py types Sentinel from 8.0 on; before, its calls are untyped.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(parsed.sentinels), sentinel_kwargs={"socket_timeout": timeout} if timeout else None
     )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        master, db=parsed.db, password=parsed.password, **client_kwargs
+    kwargs: dict[str, Any] = dict(client_kwargs)
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
+        master, db=parsed.db, password=parsed.password, **kwargs
     )
     return client
 

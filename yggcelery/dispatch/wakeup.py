@@ -77,7 +77,9 @@ class ResultWakeup:
         if self.running:
             return True
         try:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call, unused-ignore]
+                ignore_subscribe_messages=True
+            )
             pubsub.psubscribe(**{self.pattern: self._on_message})
             self._thread = pubsub.run_in_thread(
                 sleep_time=0.5, daemon=True, exception_handler=self._on_error
