@@ -13,7 +13,8 @@ from a snapshot the dispatcher takes once per poll. Nothing here touches a broke
 - :func:`choose_host` — the earliest expected finish; ties go to the kind's own hosts, and work
   overflows to another kind's host only when it finishes sooner there by more than a tie
   (:data:`TIE_FRACTION` of its service time); between equal hosts, to the one able to run the
-  fewest kinds, keeping the versatile one free for work that has fewer places to go;
+  fewest kinds, keeping the versatile one free for work that has fewer places to go; a bead
+  whose chosen host has no room now waits for it rather than take a slower one;
 - :func:`outbid` — an overflow slot goes to the bead of the level that gains most from it
   (the *sufferage* rule of heterogeneous task mapping), not simply to the first in order;
 - :func:`effective_priority` — aging: one level more urgent per ``aging_s`` waited, never above
