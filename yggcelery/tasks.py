@@ -137,7 +137,7 @@ def run_bead(task: Task[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
     check_delivery(task, order, process.ledger, settings)
     ttl_s = settings.timeouts.task_hard_s + 60
     process.ledger.started(order.task_id, hostname, os.getpid(), ttl_s=ttl_s)
-    setattr(task.request, MARKED, True)  # cleared by _clear_running_marker, after the store
+    setattr(task.request, MARKED, True)  # _clear_running_marker deletes it after the store
     try:
         return process.perform(order).to_dict()
     except AttemptCancelled:
