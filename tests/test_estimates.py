@@ -92,6 +92,18 @@ def test_an_estimate_stored_without_a_sample_count_is_settled(settings: Settings
     assert estimates.observe("skadi-code", "code", 22.0) == pytest.approx(14.0)
 
 
+def test_an_estimate_deleted_by_hand_starts_again_from_its_first_duration(
+    settings: Settings,
+) -> None:
+    """Deleting an estimate (to forget a model that was swapped) forgets its count too: the
+    next duration replaces the seed, as on a fresh fleet."""
+    estimates = RedisEstimates.from_settings(settings)
+    for sample in (20.0, 20.0, 20.0):
+        estimates.observe("skadi-code", "code", sample)
+    redis.Redis.from_url(settings.result_backend).hdel(ESTIMATES_KEY, '["skadi-code", "code"]')
+    assert estimates.observe("skadi-code", "code", 50.0) == pytest.approx(50.0)
+
+
 def test_a_duration_that_is_not_a_time_changes_nothing(
     make_estimates: Callable[[], Estimates],
 ) -> None:

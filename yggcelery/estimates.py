@@ -39,12 +39,18 @@ SETTLED = 1_000_000
 
 # KEYS: the estimates hash, the samples hash. ARGV: field; measured seconds; weight; seed (the
 # estimate while the field is absent); the count of an estimate kept without one (SETTLED).
+# An absent estimate (never measured, or deleted by hand) restarts its count at 1.
 # Returns the new estimate as a string (a Lua number would come back as an integer).
 _OBSERVE_SCRIPT = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-if old and n == 1 then
-  n = tonumber(ARGV[5])
+local n = 1
+if old then
+  n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  if n == 1 then
+    n = tonumber(ARGV[5])
+  end
+else
+  redis.call('HSET', KEYS[2], ARGV[1], 1)
 end
 local weight = math.max(tonumber(ARGV[3]), 1 / n)
 old = tonumber(old or ARGV[4])
